@@ -1,0 +1,12 @@
+DROP TABLE IF EXISTS signal_executions;
+DROP TABLE IF EXISTS agent_balance_snapshots;
+DROP TABLE IF EXISTS agent_historical_swaps;
+DROP TABLE IF EXISTS agent_positions;
+DROP TABLE IF EXISTS agent_balances;
+DROP TABLE IF EXISTS agent_transactions;
+DROP TABLE IF EXISTS trading_signals;
+DROP TABLE IF EXISTS agent_wallets;
+DROP TABLE IF EXISTS agents;
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS users;
+DROP TYPE IF EXISTS "TransactionType";
