@@ -71,3 +71,10 @@ async def deposit_sol(pool: asyncpg.Pool, agent_id: uuid.UUID, wallet: str, amou
             format(new, "f"),
         )
     return tx_id
+
+
+def access_headers(settings, user_id: uuid.UUID, email: str = "user@example.com") -> dict[str, str]:
+    """Authorization header with a freshly minted access token for ``user_id``."""
+    from app.api.auth import issue_access_token
+
+    return {"Authorization": f"Bearer {issue_access_token(settings.jwt_secret, user_id, email)}"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +11,6 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from app.api import health
 from app.api.deps import provide_pool, provide_settings
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.middleware import add_response_headers, request_context_middleware
@@ -19,7 +20,33 @@ from app.db.migrate import all_migration_ids
 
 MAX_BODY_BYTES = 1_048_576  # the reference's 1 MB body limit; larger bodies get 413
 
-ROUTE_HANDLERS: list = [*health.ROUTES]
+# Each module under app/api that serves routes exposes ROUTES; listed here in matching order (literal paths
+# such as /export are declared before /{id} inside each module).
+ROUTE_MODULES = [
+    "health",
+    "auth_routes",
+    "api_keys",
+    "agents",
+    "wallets",
+    "balances",
+    "positions",
+    "transactions",
+    "historical_swaps",
+    "signals",
+    "trades",
+    "withdrawals",
+    "price_feeds",
+    "metrics",
+    "ws",
+]
+
+
+def collect_routes() -> list:
+    handlers: list = []
+    for name in ROUTE_MODULES:
+        if importlib.util.find_spec(f"app.api.{name}") is not None:
+            handlers.extend(importlib.import_module(f"app.api.{name}").ROUTES)
+    return handlers
 
 
 def create_app(settings: Settings, database_url: str) -> Litestar:
@@ -34,7 +61,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await app.state.pool.close()
 
     return Litestar(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=collect_routes(),
         dependencies={
             "pool": Provide(provide_pool, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
