@@ -7,30 +7,51 @@ Routes declare what they accept with a dependency named ``principal``::
 
     @post("/api/v1/agents", dependencies={"principal": jwt_only()})           # user access token only
 
+    # with a rate limit counted after authentication (per API key id, else per client IP; plus the path):
+    @post("/api/v1/trading-signals", dependencies={"principal": scoped("signals", rate_limit=SIGNAL_INGEST)})
+    @post("/api/v1/wallets/assign", dependencies={"principal": jwt_only(rate_limit=WALLET_OPS)})
+
 Failures answer 401/403 with the error envelope and the reference's messages (spec api.md §2.2, §2.3).
-A JWT holder has every scope; ``full_access`` satisfies any scope check.
+A JWT holder has every scope; ``full_access`` satisfies any scope check; an API key never passes ``jwt_only``.
+Every access token is checked against revocation (logout, revoked session) with one indexed query.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-import jwt
 import msgspec
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
 
 from app.api.errors import ApiError
+from app.auth.keys import API_KEY_PREFIX, hash_api_key, looks_like_api_key
+from app.auth.ratelimit import RateLimit, enforce_rate_limit
+from app.auth.runtime import auth_runtime
+from app.auth.sessions import is_access_token_revoked
+from app.auth.tokens import ACCESS_TTL, JWT_ALGORITHM, TokenError, issue_access_token, read_token
+from app.metrics import AUTH_EVENTS_TOTAL
+
+__all__ = [
+    "ACCESS_TTL",
+    "API_KEY_PREFIX",
+    "JWT_ALGORITHM",
+    "SCOPES",
+    "Principal",
+    "decode_token",
+    "hash_api_key",
+    "issue_access_token",
+    "jwt_only",
+    "looks_like_api_key",
+    "principal_from_access_token",
+    "principal_from_api_key",
+    "scoped",
+]
 
 SCOPES = frozenset({"signals", "agents", "positions", "balances", "transactions", "history", "full_access"})
-ACCESS_TTL = timedelta(minutes=15)
-API_KEY_PREFIX = "nex_"
-JWT_ALGORITHM = "HS256"
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -40,6 +61,7 @@ class Principal(msgspec.Struct, frozen=True):
     scopes: frozenset[str] = SCOPES
     token_id: str | None = None  # the access token's jti (None for API keys)
     token_expires_at: datetime | None = None
+    session_id: uuid.UUID | None = None  # the login session the access token belongs to
 
     @property
     def is_api_key(self) -> bool:
@@ -49,88 +71,47 @@ class Principal(msgspec.Struct, frozen=True):
         return self.api_key_id is None or scope in self.scopes or "full_access" in self.scopes
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, message, "AUTHENTICATION_ERROR", headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(message: str, code: str = "AUTHENTICATION_ERROR") -> ApiError:
+    return ApiError(401, message, code, headers={"WWW-Authenticate": "Bearer"})
 
 
-def issue_access_token(secret: str, user_id: uuid.UUID, email: str, *, now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    claims = {
-        "userId": str(user_id),
-        "email": email,
-        "type": "access",
-        "jti": str(uuid.uuid4()),
-        "iat": int(now.timestamp()),
-        "exp": int((now + ACCESS_TTL).timestamp()),
-    }
-    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+_ACCESS_TOKEN_ERRORS = {"expired": "Token expired", "invalid": "Invalid token", "type": "Invalid token type"}
 
 
 def decode_token(secret: str, token: str, expected_type: str) -> dict[str, Any]:
+    """Verified claims (``userId``/``jti``/``sid`` as UUIDs) or ApiError 401 with the reference's message."""
     try:
-        claims = jwt.decode(
-            token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "iat"]}, leeway=0
-        )
-    except jwt.ExpiredSignatureError:
-        raise _unauthorized("Token expired") from None
-    except jwt.PyJWTError:
-        raise _unauthorized("Invalid token") from None
-    if not claims.get("userId") or not claims.get("email") or not claims.get("type"):
-        raise _unauthorized("Invalid token")
-    if claims["type"] != expected_type:
-        raise _unauthorized("Invalid token type")
-    try:
-        uuid.UUID(str(claims["userId"]))
-    except ValueError:
-        raise _unauthorized("Invalid token") from None
-    return claims
-
-
-def looks_like_api_key(value: str) -> bool:
-    return value.startswith(API_KEY_PREFIX) and 36 <= len(value) <= 40
-
-
-def hash_api_key(raw_key: str) -> str:
-    """SHA-256 hex: keys carry 192 random bits, so a fast hash is safe and costs microseconds per request."""
-    return hashlib.sha256(raw_key.encode()).hexdigest()
+        return read_token(secret, token, expected_type)  # type: ignore[arg-type]
+    except TokenError as exc:
+        raise _unauthorized(_ACCESS_TOKEN_ERRORS[exc.reason]) from None
 
 
 async def principal_from_access_token(state: State, token: str) -> Principal:
     claims = decode_token(state.settings.jwt_secret, token, "access")
-    jti = claims.get("jti")
-    if jti and await _is_revoked(state.pool, jti):
+    if await is_access_token_revoked(state.pool, claims["jti"], claims["sid"]):
+        AUTH_EVENTS_TOTAL.labels("revoked_token_refused").inc()
         raise _unauthorized("Token has been revoked")
     return Principal(
-        user_id=uuid.UUID(claims["userId"]),
+        user_id=claims["userId"],
         email=claims["email"],
-        token_id=jti,
+        token_id=str(claims["jti"]),
         token_expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        session_id=claims["sid"],
     )
-
-
-async def _is_revoked(pool: asyncpg.Pool, jti: str) -> bool:
-    """Access-token revocation (logout); the table arrives with the auth migration."""
-    checker = getattr(pool, "_nexgent_revocation_checker", None)
-    return bool(checker and await checker(jti))
 
 
 async def principal_from_api_key(state: State, raw_key: str, scope: str | None) -> Principal:
-    row = await state.pool.fetchrow(
-        "SELECT k.id, k.user_id, k.scopes, u.email FROM api_keys k JOIN users u ON u.id = k.user_id "
-        "WHERE k.key_hash = $1",
-        hash_api_key(raw_key),
-    )
+    row = await auth_runtime(state).api_keys.verify(state.pool, raw_key)
     if row is None:
+        AUTH_EVENTS_TOTAL.labels("api_key_refused").inc()
         raise _unauthorized("Invalid API key")
-    principal = Principal(
-        user_id=row["user_id"], email=row["email"], api_key_id=row["id"], scopes=frozenset(row["scopes"])
-    )
+    principal = Principal(user_id=row.user_id, email=row.email, api_key_id=row.id, scopes=frozenset(row.scopes))
     if scope is not None and not principal.has_scope(scope):
         raise ApiError(403, f"API key missing required scope: {scope}", "AUTHORIZATION_ERROR")
     return principal
 
 
-def _bearer(request: Request, missing_message: str) -> str:
+def bearer_token(request: Request, missing_message: str) -> str:
     header = request.headers.get("authorization")
     if not header:
         raise _unauthorized(missing_message)
@@ -140,24 +121,40 @@ def _bearer(request: Request, missing_message: str) -> str:
     return parts[1]
 
 
-def jwt_only() -> Provide:
+def jwt_only(rate_limit: RateLimit | None = None) -> Provide:
     async def provide(request: Request, state: State) -> Principal:
-        return await principal_from_access_token(state, _bearer(request, "Authorization header required"))
+        principal = await principal_from_access_token(state, bearer_token(request, "Authorization header required"))
+        if rate_limit is not None:
+            await enforce_rate_limit(request, rate_limit, principal)
+        return principal
 
+    return _described(provide, "jwt", rate_limit)
+
+
+def _described(provide, requirement: str, rate_limit: RateLimit | None) -> Provide:
+    """Tag the provider with what it demands, so tests can audit every route against the reference's table."""
+    provide.requirement = requirement
+    provide.rate_limit = rate_limit
     return Provide(provide)
 
 
-def scoped(scope: str) -> Provide:
+def scoped(scope: str, rate_limit: RateLimit | None = None) -> Provide:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
-    async def provide(request: Request, state: State) -> Principal:
+    async def authenticate(request: Request, state: State) -> Principal:
         api_key = request.headers.get("x-api-key")
         if api_key and looks_like_api_key(api_key):
             return await principal_from_api_key(state, api_key, scope)
-        token = _bearer(request, "Authorization required")
+        token = bearer_token(request, "Authorization required")
         if looks_like_api_key(token):
             return await principal_from_api_key(state, token, scope)
         return await principal_from_access_token(state, token)
 
-    return Provide(provide)
+    async def provide(request: Request, state: State) -> Principal:
+        principal = await authenticate(request, state)
+        if rate_limit is not None:
+            await enforce_rate_limit(request, rate_limit, principal)
+        return principal
+
+    return _described(provide, f"key:{scope}", rate_limit)

@@ -1,0 +1,110 @@
+"""``/api/v1/api-keys``: create, list, get, delete the caller's API keys (spec api.md §4.3). JWT only: an API key
+can never manage keys. The raw key is returned once, at creation; only its SHA-256 is stored."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import Response, delete, get, post
+from litestar.datastructures import State
+
+from app.api.auth import SCOPES, Principal, jwt_only
+from app.api.auth_routes import field_error
+from app.api.errors import ApiError
+from app.auth.accounts import iso
+from app.auth.keys import generate_api_key
+from app.auth.runtime import auth_runtime
+from app.db import Q
+
+NAME_MAX_LENGTH = 100
+JWT = {"principal": jwt_only()}
+
+
+class CreateApiKeyBody(msgspec.Struct):
+    name: str
+    scopes: list[str]
+
+
+class ApiKeyRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    key_prefix: str
+    scopes: list[str]
+    created_at: datetime
+
+
+def _key_json(row: ApiKeyRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "prefix": row.key_prefix,
+        "scopes": row.scopes,
+        "createdAt": iso(row.created_at),
+    }
+
+
+def _checked_scopes(scopes: list[str]) -> list[str]:
+    if not scopes:
+        raise field_error("scopes", "At least one scope is required")
+    unknown = [scope for scope in scopes if scope not in SCOPES]
+    if unknown:
+        allowed = ", ".join(sorted(SCOPES))
+        raise field_error("scopes", f"Unknown scope: {', '.join(unknown)} (allowed: {allowed})")
+    return list(dict.fromkeys(scopes))  # duplicates collapse, order kept
+
+
+def _checked_name(name: str) -> str:
+    # Validated before trimming like the reference (1-100), then trimmed; an all-blank name is refused too.
+    if not 1 <= len(name) <= NAME_MAX_LENGTH or not name.strip():
+        raise field_error("name", f"Name must be 1 to {NAME_MAX_LENGTH} characters")
+    return name.strip()
+
+
+def _key_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ApiError(400, "Invalid API key ID format", "VALIDATION_ERROR") from None
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "API key not found", "NOT_FOUND")
+
+
+@post("/api/v1/api-keys", dependencies=JWT, tags=["api-keys"])
+async def create_api_key(data: CreateApiKeyBody, principal: Principal, pool: asyncpg.Pool) -> Response[Any]:
+    name, scopes = _checked_name(data.name), _checked_scopes(data.scopes)
+    raw_key, key_hash, prefix = generate_api_key()
+    row = await Q.auth_insert_api_key.fetch_one(pool, principal.user_id, name, key_hash, prefix, scopes, into=ApiKeyRow)
+    assert row is not None
+    return Response({**_key_json(row), "key": raw_key}, status_code=201)
+
+
+@get("/api/v1/api-keys", dependencies=JWT, tags=["api-keys"])
+async def list_api_keys(principal: Principal, pool: asyncpg.Pool) -> Response[Any]:
+    rows = await Q.auth_list_api_keys.fetch_all(pool, principal.user_id, into=ApiKeyRow)
+    return Response({"items": [_key_json(row) for row in rows]}, status_code=200)
+
+
+@get("/api/v1/api-keys/{key_id:str}", dependencies=JWT, tags=["api-keys"])
+async def get_api_key(key_id: str, principal: Principal, pool: asyncpg.Pool) -> Response[Any]:
+    row = await Q.auth_get_api_key.fetch_one(pool, _key_id(key_id), principal.user_id, into=ApiKeyRow)
+    if row is None:
+        raise _not_found()
+    return Response(_key_json(row), status_code=200)
+
+
+@delete("/api/v1/api-keys/{key_id:str}", dependencies=JWT, status_code=200, tags=["api-keys"])
+async def delete_api_key(key_id: str, principal: Principal, pool: asyncpg.Pool, state: State) -> Response[Any]:
+    deleted = await Q.auth_delete_api_key.fetch_val(pool, _key_id(key_id), principal.user_id)
+    if deleted is None:
+        raise _not_found()
+    auth_runtime(state).api_keys.invalidate(deleted)
+    return Response({"success": True, "message": "API key deleted successfully"}, status_code=200)
+
+
+ROUTES = [create_api_key, list_api_keys, get_api_key, delete_api_key]

@@ -1,0 +1,240 @@
+"""API keys: CRUD exactly as api.md §4.3, ownership (404 for others' keys), scopes enforced per route, deletion
+effective on the next request, and keys imported with a bcrypt hash verified (then cached) correctly."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid
+
+import bcrypt
+import pytest
+from litestar import get
+from litestar.testing import AsyncTestClient
+
+from app.api.auth import SCOPES, Principal, scoped
+from app.auth.runtime import auth_runtime
+from tests.auth.helpers import bearer, register
+from tests.factories import create_user
+
+KEY_FORMAT = re.compile(r"^nex_[A-Za-z0-9_-]{32}$")
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+ROUTE_SCOPES = sorted(SCOPES - {"full_access"})
+
+
+def _probe(scope: str):
+    @get(f"/test-only/scoped/{scope}", dependencies={"principal": scoped(scope)}, sync_to_thread=False)
+    def probe(principal: Principal) -> dict[str, str | None]:
+        return {"userId": str(principal.user_id), "apiKeyId": str(principal.api_key_id)}
+
+    return probe
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scope_probes(client: AsyncTestClient) -> None:
+    """One route per scope, guarded exactly like the resource routes, on this module's app only."""
+    for scope in ROUTE_SCOPES:
+        client.app.register(_probe(scope))
+
+
+@pytest.fixture
+async def owner(client: AsyncTestClient) -> dict:
+    return await register(client)
+
+
+async def create_key(client: AsyncTestClient, access: str, scopes: list[str], name: str = "integration"):
+    return await client.post("/api/v1/api-keys", json={"name": name, "scopes": scopes}, headers=bearer(access))
+
+
+async def test_create_returns_the_key_once_and_stores_only_its_sha256(client: AsyncTestClient, pool, owner) -> None:
+    response = await create_key(client, owner["accessToken"], ["signals", "agents"], name="  Signal engine  ")
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "name", "key", "prefix", "scopes", "createdAt"}
+    assert KEY_FORMAT.match(body["key"])
+    assert body["prefix"] == body["key"][:8]
+    assert body["name"] == "Signal engine"
+    assert body["scopes"] == ["signals", "agents"]
+    assert ISO_MS.match(body["createdAt"])
+    row = await pool.fetchrow("SELECT key_hash, key_prefix FROM api_keys WHERE id = $1::uuid", body["id"])
+    assert row["key_hash"] == hashlib.sha256(body["key"].encode()).hexdigest()
+    assert row["key_prefix"] == body["prefix"]
+
+    fetched = await client.get(f"/api/v1/api-keys/{body['id']}", headers=bearer(owner["accessToken"]))
+    assert fetched.status_code == 200
+    assert fetched.json() == {k: v for k, v in body.items() if k != "key"}
+
+
+async def test_list_is_newest_first_inside_items(client: AsyncTestClient, owner) -> None:
+    ids = [(await create_key(client, owner["accessToken"], ["history"], name=f"k{i}")).json()["id"] for i in range(3)]
+    response = await client.get("/api/v1/api-keys", headers=bearer(owner["accessToken"]))
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert [item["id"] for item in items] == ids[::-1]
+    assert all("key" not in item for item in items)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "x", "scopes": ["admin"]}, "scopes"),
+        ({"name": "x", "scopes": ["signals", "signals:write"]}, "scopes"),
+        ({"name": "x", "scopes": []}, "scopes"),
+        ({"name": "", "scopes": ["signals"]}, "name"),
+        ({"name": "   ", "scopes": ["signals"]}, "name"),
+        ({"name": "x" * 101, "scopes": ["signals"]}, "name"),
+    ],
+)
+async def test_invalid_create_bodies_are_400(client: AsyncTestClient, owner, body: dict, field: str) -> None:
+    response = await client.post("/api/v1/api-keys", json=body, headers=bearer(owner["accessToken"]))
+    assert response.status_code == 400
+    assert response.json()["details"]["errors"][0]["field"] == field
+
+
+async def test_unknown_scope_error_names_it(client: AsyncTestClient, owner) -> None:
+    response = await create_key(client, owner["accessToken"], ["agents", "wallets"])
+    assert "wallets" in response.json()["error"]
+
+
+async def test_duplicate_scopes_collapse(client: AsyncTestClient, owner) -> None:
+    response = await create_key(client, owner["accessToken"], ["agents", "agents", "signals"])
+    assert response.json()["scopes"] == ["agents", "signals"]
+
+
+async def test_other_users_keys_are_404_and_bad_ids_400(client: AsyncTestClient, owner) -> None:
+    other = await register(client)
+    key_id = (await create_key(client, owner["accessToken"], ["agents"])).json()["id"]
+    for method in ("GET", "DELETE"):
+        foreign = await client.request(method, f"/api/v1/api-keys/{key_id}", headers=bearer(other["accessToken"]))
+        assert (foreign.status_code, foreign.json()["error"]) == (404, "API key not found")
+        missing = await client.request(method, f"/api/v1/api-keys/{uuid.uuid4()}", headers=bearer(owner["accessToken"]))
+        assert missing.status_code == 404
+        malformed = await client.request(method, "/api/v1/api-keys/not-a-uuid", headers=bearer(owner["accessToken"]))
+        assert (malformed.status_code, malformed.json()["error"]) == (400, "Invalid API key ID format")
+    listed = await client.get("/api/v1/api-keys", headers=bearer(other["accessToken"]))
+    assert key_id not in [item["id"] for item in listed.json()["items"]]
+    # The owner's key survived the other user's delete attempt.
+    assert (await client.get(f"/api/v1/api-keys/{key_id}", headers=bearer(owner["accessToken"]))).status_code == 200
+
+
+@pytest.mark.parametrize("scope", ROUTE_SCOPES)
+async def test_each_scope_is_enforced(client: AsyncTestClient, owner, scope: str) -> None:
+    holder = (await create_key(client, owner["accessToken"], [scope])).json()["key"]
+    others = [s for s in ROUTE_SCOPES if s != scope]
+    lacking = (await create_key(client, owner["accessToken"], others)).json()["key"]
+
+    allowed = await client.get(f"/test-only/scoped/{scope}", headers={"X-API-Key": holder})
+    assert allowed.status_code == 200
+    assert allowed.json()["userId"] == owner["user"]["id"]
+
+    denied = await client.get(f"/test-only/scoped/{scope}", headers={"X-API-Key": lacking})
+    assert denied.status_code == 403
+    assert denied.json()["error"] == f"API key missing required scope: {scope}"
+
+
+async def test_full_access_and_jwt_pass_every_scope(client: AsyncTestClient, owner) -> None:
+    full = (await create_key(client, owner["accessToken"], ["full_access"])).json()["key"]
+    for scope in ROUTE_SCOPES:
+        assert (await client.get(f"/test-only/scoped/{scope}", headers={"X-API-Key": full})).status_code == 200
+        as_bearer = await client.get(f"/test-only/scoped/{scope}", headers=bearer(full))
+        assert as_bearer.status_code == 200
+        with_jwt = await client.get(f"/test-only/scoped/{scope}", headers=bearer(owner["accessToken"]))
+        assert (with_jwt.status_code, with_jwt.json()["apiKeyId"]) == (200, "None")
+
+
+async def test_unknown_and_malformed_keys(client: AsyncTestClient, owner) -> None:
+    unknown = await client.get("/test-only/scoped/agents", headers={"X-API-Key": "nex_" + "A" * 32})
+    assert (unknown.status_code, unknown.json()["error"]) == (401, "Invalid API key")
+    # A value that does not look like a key is ignored in X-API-Key, then Authorization decides.
+    ignored = await client.get("/test-only/scoped/agents", headers={"X-API-Key": "short"})
+    assert (ignored.status_code, ignored.json()["error"]) == (401, "Authorization required")
+    # X-API-Key wins over Authorization.
+    key = (await create_key(client, owner["accessToken"], ["signals"])).json()["key"]
+    both = await client.get(
+        "/test-only/scoped/agents", headers={"X-API-Key": key, "Authorization": f"Bearer {owner['accessToken']}"}
+    )
+    assert both.status_code == 403
+
+
+async def test_deleted_key_is_refused_on_the_next_request(client: AsyncTestClient, owner) -> None:
+    created = (await create_key(client, owner["accessToken"], ["agents"])).json()
+    assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": created["key"]})).status_code == 200
+    deleted = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=bearer(owner["accessToken"]))
+    assert deleted.status_code == 200
+    assert deleted.json() == {"success": True, "message": "API key deleted successfully"}
+    after = await client.get("/test-only/scoped/agents", headers={"X-API-Key": created["key"]})
+    assert (after.status_code, after.json()["error"]) == (401, "Invalid API key")
+    again = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=bearer(owner["accessToken"]))
+    assert again.status_code == 404
+
+
+async def _imported_key(pool, prefix_length: int, scopes: list[str], cost: int = 4) -> tuple[str, uuid.UUID]:
+    """A key as a Nexgent database documented it: bcrypt hash in key_hash, a display prefix in key_prefix."""
+    raw = "nex_" + uuid.uuid4().hex[:32]
+    user_id = await create_user(pool)
+    key_id = await pool.fetchval(
+        "INSERT INTO api_keys (user_id, name, key_hash, key_prefix, scopes) VALUES ($1, 'imported', $2, $3, $4) "
+        "RETURNING id",
+        user_id,
+        bcrypt.hashpw(raw.encode(), bcrypt.gensalt(cost)).decode(),
+        raw[:prefix_length],
+        scopes,
+    )
+    return raw, key_id
+
+
+@pytest.mark.parametrize("prefix_length", [8, 12])
+async def test_bcrypt_imported_key_is_verified_then_cached(client: AsyncTestClient, pool, prefix_length: int) -> None:
+    raw, _ = await _imported_key(pool, prefix_length, ["agents"])
+    verifier = auth_runtime(client.app.state).api_keys
+    checks = verifier.bcrypt_checks
+    for _ in range(3):
+        assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": raw})).status_code == 200
+    assert verifier.bcrypt_checks == checks + 1  # one bcrypt, then the cache
+    assert (await client.get("/test-only/scoped/signals", headers={"X-API-Key": raw})).status_code == 403
+    wrong = raw[:-1] + ("x" if raw[-1] != "x" else "y")  # same prefix, wrong secret
+    assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": wrong})).status_code == 401
+
+
+async def test_cached_imported_key_dies_when_its_row_is_deleted_elsewhere(client: AsyncTestClient, pool) -> None:
+    """Deleted by another process (plain SQL here, so this process's cache is not told): still refused at once."""
+    raw, key_id = await _imported_key(pool, 8, ["agents"])
+    assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": raw})).status_code == 200
+    await pool.execute("DELETE FROM api_keys WHERE id = $1", key_id)
+    assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": raw})).status_code == 401
+
+
+async def test_cached_imported_key_dies_when_its_hash_is_replaced(client: AsyncTestClient, pool) -> None:
+    raw, key_id = await _imported_key(pool, 8, ["agents"])
+    assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": raw})).status_code == 200
+    other = bcrypt.hashpw(b"nex_something-else-entirely-000000", bcrypt.gensalt(4)).decode()
+    await pool.execute("UPDATE api_keys SET key_hash = $2 WHERE id = $1", key_id, other)
+    assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": raw})).status_code == 401
+
+
+async def test_deleting_an_imported_key_through_the_api_revokes_it(client: AsyncTestClient, pool) -> None:
+    raw = "nex_" + uuid.uuid4().hex[:32]
+    session = await register(client)
+    key_id = await pool.fetchval(
+        "INSERT INTO api_keys (user_id, name, key_hash, key_prefix, scopes) VALUES ($1::uuid, 'imported', $2, $3, "
+        "'{agents}') RETURNING id",
+        session["user"]["id"],
+        bcrypt.hashpw(raw.encode(), bcrypt.gensalt(4)).decode(),
+        raw[:8],
+    )
+    assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": raw})).status_code == 200
+    await client.delete(f"/api/v1/api-keys/{key_id}", headers=bearer(session["accessToken"]))
+    assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": raw})).status_code == 401
+
+
+async def test_concurrent_first_uses_of_an_imported_key_share_one_bcrypt(client: AsyncTestClient, pool) -> None:
+    # Cost 10 (~60 ms): every request is past its lookup long before the first bcrypt finishes.
+    raw, _ = await _imported_key(pool, 8, ["agents"], cost=10)
+    verifier = auth_runtime(client.app.state).api_keys
+    checks = verifier.bcrypt_checks
+    responses = await asyncio.gather(
+        *(client.get("/test-only/scoped/agents", headers={"X-API-Key": raw}) for _ in range(5))
+    )
+    assert [r.status_code for r in responses] == [200] * 5
+    assert verifier.bcrypt_checks == checks + 1
