@@ -1,0 +1,366 @@
+"""Signal intake: every committed signal becomes exactly one ``signal_executions`` row per agent of its owner.
+
+The database is the queue (docs/worker.md "Intake"):
+
+* ``LISTEN signal_created`` only wakes the worker up; it drains the table, so a notification lost while
+  the worker was down or reconnecting costs latency, never a signal, and a poll every
+  ``WORKER_SIGNAL_POLL_MS`` covers a dead listener.
+* A signal is claimed oldest-first with ``FOR NO KEY UPDATE SKIP LOCKED`` and the claim is held for as
+  long as it is processed: two workers never process the same signal, and a worker that dies releases
+  it at once, so another (or the restarted one) picks it up and finishes the agents without a row.
+* Each agent's buy commits its ``success`` row in the buy's own ledger transaction (unique on
+  ``(signal_id, agent_id)``), so "traded" and "recorded as executed" cannot diverge; skipped and failed
+  rows are written with ``ON CONFLICT DO NOTHING``. ``processed_at`` is set, in the claim's transaction,
+  only once every agent of the owner has its row.
+* Each claim is counted outside the claim's transaction; a signal that fails (or kills its worker)
+  ``WORKER_SIGNAL_MAX_ATTEMPTS`` times is written off with ``failed`` rows instead of blocking the queue,
+  and a failed attempt backs off exponentially.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from app.config import Settings
+from app.db import Q
+from app.logs import bind
+from app.market.types import MarketError, TokenMetrics
+from app.metrics import SIGNAL_PROCESSING_LATENCY, SIGNAL_PROCESSING_TOTAL, SIGNAL_TO_FILL_LATENCY, WORKER_LAG
+from app.trading.config import AgentTradingConfig, InvalidConfig, load_config
+from app.trading.eligibility import check_eligibility
+from app.worker import components
+from app.worker.execution import AlreadyExecuted, BuyResult, ExecutionContext, TradeError, execute_buy
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "signal_created"
+METRICS_TIMEOUT_S = 8.0
+MAX_BACKOFF_S = 300.0
+FAN_OUT_ROUNDS = 3  # agents created while a signal is processed are picked up in a further round
+LISTENER_PING_S = 30.0
+
+# Losing the database mid-signal is not the signal's fault: the attempt is abandoned and retried, and no
+# agent gets a "failed" row for it.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+
+class SignalRow(msgspec.Struct, frozen=True):
+    id: int
+    token_address: str
+    symbol: str | None
+    signal_type: str
+    signal_strength: int
+    user_id: uuid.UUID | None
+    created_at: datetime
+    attempts: int
+    last_error: str | None
+
+
+class AgentRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    trading_mode: str
+    automated_trading_simulation: bool
+    automated_trading_live: bool
+    trading_config: Any = None
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    agent_id: uuid.UUID
+    status: str  # success | failed | skipped | duplicate (another writer's row already exists)
+    error: str | None = None
+    result: BuyResult | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Eligibility (domain §3.3): failing here means "skipped"
+
+
+def _config(agent: AgentRow) -> AgentTradingConfig | str:
+    try:
+        return load_config(agent.trading_config)
+    except InvalidConfig as exc:
+        return f"Failed to load trading configuration: {exc}"
+
+
+def skip_reason(signal: SignalRow, agent: AgentRow, cfg: AgentTradingConfig | str, metrics: Any) -> str | None:
+    """Why ``agent`` does not consider ``signal``, or None when it is eligible (spec order)."""
+    automated = (
+        agent.automated_trading_simulation if agent.trading_mode == "simulation" else agent.automated_trading_live
+    )
+    if not automated:
+        return f"Automated trading is disabled for {agent.trading_mode} mode"
+    if isinstance(cfg, str):
+        return cfg
+    reasons = check_eligibility(signal.signal_strength, signal.signal_type, signal.token_address, metrics, cfg)
+    return "; ".join(reasons) if reasons else None
+
+
+async def _token_metrics(ctx: ExecutionContext, token: str) -> TokenMetrics | None:
+    """Metrics once per signal; any failure is "unknown" (agents with bounds then skip)."""
+    if ctx.metrics is None:
+        return None
+    try:
+        async with asyncio.timeout(METRICS_TIMEOUT_S):
+            return await ctx.metrics.token_metrics(token)
+    except (TimeoutError, MarketError) as exc:
+        log.info("token metrics unavailable", extra={"fields": {"token": token, "error": str(exc)}})
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# One signal
+
+
+async def _buy_for(ctx: ExecutionContext, conn: asyncpg.Connection, signal: SignalRow, agent: AgentRow) -> Outcome:
+    with bind(agent_id=str(agent.id)):
+        try:
+            result = await execute_buy(
+                ctx,
+                agent_id=agent.id,
+                token_address=signal.token_address,
+                token_symbol=signal.symbol,
+                signal_id=signal.id,
+                signal_execution=(signal.id, agent.id),
+                conn=conn,
+            )
+        except AlreadyExecuted:
+            return Outcome(agent.id, "duplicate")
+        except TradeError as err:
+            level = logging.WARNING if err.code == "INSUFFICIENT_BALANCE" else logging.INFO
+            log.log(level, "signal buy failed", extra={"fields": {"code": err.code, "error": err.message}})
+            return Outcome(agent.id, "failed", err.message)
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as exc:
+            log.exception("signal buy crashed")
+            return Outcome(agent.id, "failed", f"Trade execution failed: {exc}")
+    return Outcome(agent.id, "success", result=result)
+
+
+async def _fan_out(ctx: ExecutionContext, signal: SignalRow, agents: list[AgentRow], concurrency: int) -> list[Outcome]:
+    """Skip the ineligible agents, buy for the others on ``concurrency`` lanes.
+
+    Each lane keeps one pooled connection for all its buys (no acquire/reset per agent: a fan-out to a
+    thousand agents is bound by database round trips). Every buy runs to its own end (no cancellation
+    halfway through a trade); a lost database then fails the attempt as a whole, and the agents without
+    a committed row are retried.
+    """
+    configs = {agent.id: _config(agent) for agent in agents}
+    needs_metrics = any(
+        isinstance(cfg, AgentTradingConfig) and cfg.signals.has_metric_bounds for cfg in configs.values()
+    )
+    metrics = await _token_metrics(ctx, signal.token_address) if needs_metrics else None
+    outcomes: list[Outcome] = []
+    eligible: list[AgentRow] = []
+    for agent in agents:
+        reason = skip_reason(signal, agent, configs[agent.id], metrics)
+        if reason is None:
+            eligible.append(agent)
+        else:
+            outcomes.append(Outcome(agent.id, "skipped", reason))
+    queue = iter(eligible)
+
+    async def lane() -> list[Outcome]:
+        done: list[Outcome] = []
+        async with ctx.pool.acquire() as conn:
+            for agent in queue:
+                done.append(await _buy_for(ctx, conn, signal, agent))
+        return done
+
+    lanes = await asyncio.gather(*(lane() for _ in range(min(max(1, concurrency), len(eligible)))),
+                                 return_exceptions=True)  # fmt: skip
+    for result in lanes:
+        if isinstance(result, BaseException):
+            raise result
+        outcomes += result
+    return outcomes
+
+
+async def _write_rows(conn: asyncpg.Connection, signal_id: int, outcomes: list[Outcome]) -> None:
+    rows = [o for o in outcomes if o.status in ("failed", "skipped")]
+    if rows:
+        await Q.worker_insert_executions.execute(
+            conn, signal_id, [o.agent_id for o in rows], [o.status for o in rows], [o.error for o in rows]
+        )
+
+
+def _observe(signal: SignalRow, outcomes: list[Outcome], picked_up: float) -> None:
+    elapsed = time.perf_counter() - picked_up
+    now = datetime.now(UTC)
+    for outcome in outcomes:
+        if outcome.status == "duplicate":
+            continue
+        SIGNAL_PROCESSING_TOTAL.labels(outcome.status).inc()
+        SIGNAL_PROCESSING_LATENCY.labels(outcome.status).observe(elapsed)
+        if outcome.status == "success":
+            SIGNAL_TO_FILL_LATENCY.observe(max(0.0, (now - signal.created_at).total_seconds()))
+
+
+async def process_signal(
+    ctx: ExecutionContext, conn: asyncpg.Connection, signal: SignalRow, attempts: int, settings: Settings
+) -> list[Outcome]:
+    """Give every agent of the owner its row, then mark the signal processed (on the claim's ``conn``)."""
+    picked_up = time.perf_counter()
+    if signal.user_id is None:
+        await Q.worker_finish_signal.fetch_val(conn, signal.id, None, attempts)
+        return []
+    if attempts > settings.worker_signal_max_attempts:
+        return await _write_off(conn, signal, attempts)
+    outcomes: list[Outcome] = []
+    for _ in range(FAN_OUT_ROUNDS):
+        agents = await Q.worker_signal_agents.fetch_all(conn, signal.id, signal.user_id, into=AgentRow)
+        batch = await _fan_out(ctx, signal, agents, settings.worker_concurrency) if agents else []
+        await _write_rows(conn, signal.id, batch)
+        outcomes += batch
+        if await Q.worker_finish_signal.fetch_val(conn, signal.id, signal.user_id, attempts) is not None:
+            _observe(signal, outcomes, picked_up)
+            counts = {status: sum(o.status == status for o in outcomes) for status in ("success", "failed", "skipped")}
+            log.info("signal processed", extra={"fields": {**counts, "attempt": attempts}})
+            return outcomes
+    raise RuntimeError(f"signal {signal.id}: agents kept appearing while it was processed")
+
+
+async def _write_off(conn: asyncpg.Connection, signal: SignalRow, attempts: int) -> list[Outcome]:
+    """A poison signal: record every missing agent as failed so the queue moves on."""
+    agents = await Q.worker_signal_agents.fetch_all(conn, signal.id, signal.user_id, into=AgentRow)
+    message = f"Signal processing abandoned after {attempts - 1} attempts: {signal.last_error or 'worker crashed'}"
+    outcomes = [Outcome(agent.id, "failed", message) for agent in agents]
+    await _write_rows(conn, signal.id, outcomes)
+    await Q.worker_finish_signal.fetch_val(conn, signal.id, signal.user_id, attempts)
+    log.error("signal written off", extra={"fields": {"signal_id": signal.id, "attempts": attempts - 1}})
+    return outcomes
+
+
+def backoff_seconds(attempts: int, base: float) -> float:
+    return min(MAX_BACKOFF_S, base * 2 ** max(0, attempts - 1))
+
+
+async def claim_and_process(ctx: ExecutionContext, settings: Settings, worker_id: str) -> bool:
+    """Claim the oldest claimable signal and process it. False when there was nothing to claim."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        signal = await Q.worker_claim_signal.fetch_one(conn, into=SignalRow)
+        if signal is None:
+            return False
+        attempts = await Q.worker_count_claim.fetch_val(ctx.pool, signal.id, worker_id)
+        with bind(signal_id=signal.id):
+            try:
+                # A savepoint: a failed attempt drops its own skipped/failed rows, keeps the claim usable.
+                async with conn.transaction():
+                    await process_signal(ctx, conn, signal, attempts, settings)
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as exc:
+                delay = backoff_seconds(attempts, settings.worker_signal_retry_base_s)
+                log.exception("signal processing failed", extra={"fields": {"attempts": attempts, "retry_in_s": delay}})
+                await Q.worker_fail_signal.execute(conn, signal.id, attempts, f"{type(exc).__name__}: {exc}", delay)
+        return True
+
+
+async def drain_signals(
+    ctx: ExecutionContext, settings: Settings, worker_id: str, stopping: asyncio.Event | None = None
+) -> int:
+    """Process claimable signals oldest-first until none is left (or the worker is stopping)."""
+    processed = 0
+    while stopping is None or not stopping.is_set():
+        if not await claim_and_process(ctx, settings, worker_id):
+            break
+        processed += 1
+    return processed
+
+
+# --------------------------------------------------------------------------------------------------
+# Wake-up and the service loop
+
+
+async def listen(
+    database_url: str,
+    channel: str,
+    wake: asyncio.Event,
+    stopping: asyncio.Event,
+    on_connect: Callable[[], None] | None = None,
+) -> None:
+    """Keep a ``LISTEN channel`` connection open (reconnecting when it drops); each NOTIFY sets ``wake``.
+
+    A fresh connection also sets ``wake``: whatever was notified while nobody listened gets drained.
+    """
+    while not stopping.is_set():
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await asyncpg.connect(database_url)
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn, flag=lost: flag.set())
+            await conn.add_listener(channel, lambda *_args: wake.set())
+            wake.set()
+            if on_connect is not None:
+                on_connect()
+            while not stopping.is_set() and not lost.is_set():
+                try:
+                    await asyncio.wait_for(_first(lost, stopping), timeout=LISTENER_PING_S)
+                except TimeoutError:
+                    await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5)  # half-open connections
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("listener connection lost", extra={"fields": {"channel": channel, "error": str(exc)}})
+        finally:
+            if conn is not None and not conn.is_closed():
+                conn.terminate()
+        wake.set()
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=1.0)
+        except TimeoutError:
+            pass
+
+
+async def _first(*flags: asyncio.Event) -> None:
+    waits = [asyncio.create_task(flag.wait()) for flag in flags]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+
+
+async def _update_lag(ctx: ExecutionContext) -> None:
+    WORKER_LAG.set(await Q.worker_signal_lag.fetch_val(ctx.pool) or 0.0)
+
+
+async def signal_intake_service(worker: Any) -> None:
+    """Worker service: drain signals on every wake-up and at least every ``WORKER_SIGNAL_POLL_MS``."""
+    ctx = await components.execution(worker)
+    wake = asyncio.Event()
+    listener = asyncio.create_task(listen(worker.database_url, CHANNEL, wake, worker.stopping))
+    poll_s = worker.settings.worker_signal_poll_ms / 1000
+    try:
+        while not worker.stopping.is_set():
+            wake.clear()
+            try:
+                await drain_signals(ctx, worker.settings, worker.worker_id, worker.stopping)
+                await _update_lag(ctx)
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.warning("signal intake interrupted", extra={"fields": {"error": str(exc)}})
+            except Exception:
+                # Never let one bad claim stop the intake; the poll interval paces the retries.
+                log.exception("signal intake failed")
+            try:
+                await asyncio.wait_for(_first(wake, worker.stopping), timeout=poll_s)
+            except TimeoutError:
+                pass
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)

@@ -1,0 +1,286 @@
+"""Trading worker benchmark (issue 5): signal-to-fill latency for one agent, and fan-out to many agents.
+
+    uv run python bench/worker_fanout.py                      # 200 latency samples, fan-out to 1,000 agents
+    uv run python bench/worker_fanout.py --signals 500 --agents 2000 --concurrency 4
+
+Runs the real intake in this process (``signal_intake_service``: LISTEN wake-up, claim, eligibility, the buy
+path with its lock order and ledger writes, replay market with the simulated quoter) against a fresh database
+on ``--admin-url``, and prints each figure next to its floor measured in the same run:
+
+* **signal-to-fill latency, 1 agent**: from the signal's INSERT committing to the buy's ``trade`` event
+  arriving (NOTIFY after the fill's commit), p50/p99. Floor: the same NOTIFY round trip around one bare
+  asyncpg transaction writing the same rows (transaction, two balances, position, execution row).
+* **fan-out, 1 signal → N agents**: from the signal's INSERT to ``processed_at`` being set (every agent has
+  its row). Floor: N bare transactions writing the same rows, on the same number of connections.
+
+The goals (p99 < 10 ms; 1,000 agents < 1 s on 2 cores) are only meaningful next to the floor: on a loaded
+or small machine the floor itself can exceed them, and the ratio is the figure that travels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from app.config import load_settings  # noqa: E402
+from app.db import create_pool  # noqa: E402
+from app.db.migrate import apply_migrations  # noqa: E402
+from app.market.replay import ReplayMarket, SimulatedQuoter, sample_mint  # noqa: E402
+from app.trading.units import SOL_MINT  # noqa: E402
+from app.worker.execution import ExecutionContext, build_execution_context  # noqa: E402
+from app.worker.intake import signal_intake_service  # noqa: E402
+from app.worker.main import WorkerContext  # noqa: E402
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def line(label: str, values: list[float], floor: list[float]) -> None:
+    p50, p99, f50, f99 = pct(values, 50), pct(values, 99), pct(floor, 50), pct(floor, 99)
+    print(
+        f"{label}: p50 {p50 * 1000:.2f} ms  p99 {p99 * 1000:.2f} ms  |  floor p50 {f50 * 1000:.2f} ms  "
+        f"p99 {f99 * 1000:.2f} ms  |  ratio p50 {p50 / f50:.2f}x  p99 {p99 / f99:.2f}x  (n={len(values)})"
+    )
+
+
+class Market:
+    """Constant prices for ``tokens`` generated mints (the shape of ``app.market.Market``)."""
+
+    def __init__(self, tokens: int) -> None:
+        self.mints = [sample_mint("bench", f"B{i}") for i in range(tokens)]
+        rows = [{"t": 0, "mint": SOL_MINT, "priceUsd": "150"}]
+        rows += [{"t": 0, "mint": m, "symbol": f"B{i}", "decimals": 6, "priceSol": "0.00001", "liquidityUsd": "1e9"}
+                 for i, m in enumerate(self.mints)]  # fmt: skip
+        self.replay = ReplayMarket(rows, manual=True)
+        self.price_source = self.sol_usd = self.liquidity = self.metrics = self.replay
+        self.quoter = SimulatedQuoter(self.replay)
+        self.rpc = None
+
+
+async def fresh_database(admin_url: str) -> tuple[str, str]:
+    name = f"nx_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    await asyncio.to_thread(apply_migrations, url)
+    return name, url
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def funded_agents(pool: asyncpg.Pool, users: int, per_user: int) -> list[tuple[uuid.UUID, list[uuid.UUID]]]:
+    out = []
+    async with pool.acquire() as conn, conn.transaction():
+        for _ in range(users):
+            user = await conn.fetchval("INSERT INTO users (email) VALUES ($1) RETURNING id", f"{uuid.uuid4().hex}@b.io")
+            agents = [r["id"] for r in await conn.fetch(
+                "INSERT INTO agents (user_id, name) SELECT $1, 'bench ' || g FROM generate_series(1, $2) g "
+                "RETURNING id", user, per_user)]  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO agent_wallets (wallet_address, agent_id, wallet_type) VALUES ($1, $2, 'simulation')",
+                [(f"sim_{uuid.uuid4().hex}", a) for a in agents],
+            )
+            out.append((user, agents))
+        created = [a for _, agents in out for a in agents]
+        await conn.execute(
+            """INSERT INTO agent_transactions (agent_id, wallet_address, transaction_type, transaction_value_usd,
+                   transaction_time, input_mint, input_symbol, input_amount, input_price)
+               SELECT agent_id, wallet_address, 'DEPOSIT', 0, now(), $1, 'SOL', 5, 0
+               FROM agent_wallets WHERE agent_id = ANY($2::uuid[])""",
+            SOL_MINT,
+            created,
+        )
+        await conn.execute(
+            """INSERT INTO agent_balances (agent_id, wallet_address, token_address, token_symbol, balance)
+               SELECT agent_id, wallet_address, $1, 'SOL', '5' FROM agent_wallets WHERE agent_id = ANY($2::uuid[])""",
+            SOL_MINT,
+            created,
+        )
+    return out
+
+
+async def wallets_of(pool: asyncpg.Pool, agents: list[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
+    rows = await pool.fetch(
+        "SELECT agent_id, wallet_address FROM agent_wallets WHERE agent_id = ANY($1::uuid[])", agents
+    )
+    return [(r["agent_id"], r["wallet_address"]) for r in rows]
+
+
+# --- floors: the same rows written by bare transactions --------------------------------------------------
+
+
+async def bare_trade(conn: asyncpg.Connection, agent: uuid.UUID, wallet: str, token: str, signal_id: int) -> None:
+    async with conn.transaction():
+        tx = await conn.fetchval(
+            """INSERT INTO agent_transactions (agent_id, wallet_address, transaction_type, transaction_value_usd,
+                   transaction_time, input_mint, input_amount, output_mint, output_amount, signal_id)
+               VALUES ($1, $2, 'SWAP', 0, now(), $3, 0.1, $4, 10000, $5) RETURNING id""",
+            agent, wallet, SOL_MINT, token, signal_id,
+        )  # fmt: skip
+        await conn.execute(
+            """INSERT INTO agent_balances (agent_id, wallet_address, token_address, token_symbol, balance)
+               VALUES ($1, $2, $3, 'SOL', '4.9'), ($1, $2, $4, 'T', '10000')
+               ON CONFLICT (wallet_address, token_address) DO UPDATE SET balance = EXCLUDED.balance""",
+            agent, wallet, SOL_MINT, token,
+        )  # fmt: skip
+        await conn.execute(
+            """INSERT INTO agent_positions (agent_id, wallet_address, token_address, token_symbol,
+                   purchase_transaction_id, purchase_price, purchase_amount) VALUES ($1, $2, $3, 'T', $4, 1, 1)""",
+            agent, wallet, token, tx,
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO signal_executions (signal_id, agent_id, status, transaction_id) VALUES ($1, $2, 'success', $3)",
+            signal_id, agent, tx,
+        )  # fmt: skip
+        await conn.execute("SELECT pg_notify('bench_floor', $1)", str(tx))
+
+
+async def floor_latency(pool: asyncpg.Pool, url: str, rows: list[tuple[uuid.UUID, str]], token: str) -> list[float]:
+    listener = await asyncpg.connect(url)
+    got: asyncio.Queue[float] = asyncio.Queue()
+    await listener.add_listener("bench_floor", lambda *_: got.put_nowait(time.perf_counter()))
+    user = await pool.fetchval("SELECT user_id FROM agents WHERE id = $1", rows[0][0])
+    out = []
+    try:
+        for agent, wallet in rows:
+            signal_id = await pool.fetchval(
+                "INSERT INTO trading_signals (token_address, signal_type, signal_strength, user_id, processed_at) "
+                "VALUES ($1, 'floor', 3, $2, now()) RETURNING id", token, user,
+            )  # fmt: skip
+            start = time.perf_counter()
+            async with pool.acquire() as conn:
+                await bare_trade(conn, agent, wallet, token, signal_id)
+            out.append(await got.get() - start)
+    finally:
+        await listener.close()
+    return out
+
+
+async def floor_fan_out(pool: asyncpg.Pool, rows: list[tuple[uuid.UUID, str]], token: str, lanes: int) -> float:
+    user = await pool.fetchval("SELECT user_id FROM agents WHERE id = $1", rows[0][0])
+    signal_id = await pool.fetchval(
+        "INSERT INTO trading_signals (token_address, signal_type, signal_strength, user_id, processed_at) "
+        "VALUES ($1, 'floor', 3, $2, now()) RETURNING id", token, user,
+    )  # fmt: skip
+    queue = iter(rows)
+
+    async def lane() -> None:
+        async with pool.acquire() as conn:
+            for agent, wallet in queue:
+                await bare_trade(conn, agent, wallet, token, signal_id)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(lanes)))
+    return time.perf_counter() - start
+
+
+# --- the real thing ----------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> None:
+    name, url = await fresh_database(args.admin_url)
+    settings = load_settings({"APP_ENV": "test", "JWT_SECRET": "b" * 40, "SIM_RANDOM_SEED": "1",
+                              "WORKER_CONCURRENCY": str(args.concurrency), "WORKER_SIGNAL_POLL_MS": "60000"})  # fmt: skip
+    pool = await create_pool(url, min_size=2, max_size=args.concurrency + 4)
+    market = Market(tokens=max(args.signals, 4))
+    execution: ExecutionContext = await build_execution_context(settings, pool, market)
+    worker = WorkerContext(settings=settings, pool=pool, database_url=url, worker_id="bench")
+    worker.components["execution"] = execution
+    listener = await asyncpg.connect(url)
+    fills: dict[int, float] = {}
+    waiting: dict[int, asyncio.Event] = {}
+
+    def on_event(_c: object, _p: int, _ch: str, payload: str) -> None:
+        now = time.perf_counter()
+        if '"type":"trade"' in payload and '"signalId":' in payload:
+            signal_id = int(payload.split('"signalId":', 1)[1].split("}", 1)[0].split(",", 1)[0])
+            fills[signal_id] = now
+            if signal_id in waiting:
+                waiting[signal_id].set()
+
+    await listener.add_listener("nexgent_events", on_event)
+    service = asyncio.create_task(signal_intake_service(worker))
+    try:
+        print(f"database {name}; concurrency {args.concurrency}; {args.signals} latency samples; "
+              f"fan-out to {args.agents} agents")  # fmt: skip
+        singles = await funded_agents(pool, args.signals, 1)
+        await asyncio.sleep(0.5)  # the intake's LISTEN is up
+        latencies = []
+        for i, (user, _) in enumerate(singles):
+            event = asyncio.Event()
+            start = time.perf_counter()
+            signal_id = await pool.fetchval(
+                "INSERT INTO trading_signals (token_address, symbol, signal_type, signal_strength, user_id) "
+                "VALUES ($1, 'B', 'bench', 3, $2) RETURNING id", market.mints[i], user,
+            )  # fmt: skip
+            waiting[signal_id] = event
+            if signal_id in fills:
+                event.set()
+            await asyncio.wait_for(event.wait(), timeout=30)
+            latencies.append(fills[signal_id] - start)
+        ((_, floor_agents),) = await funded_agents(pool, 1, args.signals)
+        floor = await floor_latency(pool, url, await wallets_of(pool, floor_agents), market.mints[0])
+        line("signal-to-fill latency, 1 agent", latencies, floor)
+
+        ((user, _),) = await funded_agents(pool, 1, args.agents)
+        start = time.perf_counter()
+        signal_id = await pool.fetchval(
+            "INSERT INTO trading_signals (token_address, symbol, signal_type, signal_strength, user_id) "
+            "VALUES ($1, 'B', 'bench', 3, $2) RETURNING id", market.mints[1], user,
+        )  # fmt: skip
+        # Polling processed_at is the measurement itself (every agent has its row once it is set).
+        while not await pool.fetchval("SELECT processed_at IS NOT NULL FROM trading_signals WHERE id = $1", signal_id):  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        fan_out = time.perf_counter() - start
+        done = await pool.fetchval(
+            "SELECT count(*) FILTER (WHERE status = 'success') FROM signal_executions WHERE signal_id = $1", signal_id
+        )
+        ((_, floor_agents),) = await funded_agents(pool, 1, args.agents)
+        floor_s = await floor_fan_out(pool, await wallets_of(pool, floor_agents), market.mints[2], args.concurrency)
+        print(
+            f"fan-out, 1 signal -> {args.agents} agents: {fan_out:.3f} s ({done} buys, "
+            f"{fan_out / args.agents * 1000:.2f} ms/agent)  |  floor {floor_s:.3f} s  |  ratio {fan_out / floor_s:.2f}x"
+        )
+        print(f"python: {sys.version.split()[0]}; mean latency {statistics.fmean(latencies) * 1000:.2f} ms")
+    finally:
+        worker.stopping.set()
+        await asyncio.wait_for(service, timeout=30)
+        await listener.close()
+        await pool.close()
+        await drop_database(args.admin_url, name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    parser.add_argument("--signals", type=int, default=200, help="latency samples (one agent each)")
+    parser.add_argument("--agents", type=int, default=1000, help="agents of the fan-out signal")
+    parser.add_argument("--concurrency", type=int, default=4, help="WORKER_CONCURRENCY (fan-out lanes)")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
