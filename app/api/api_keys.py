@@ -7,13 +7,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
 
-from app.api.auth import SCOPES, Principal, jwt_only
+from app.api.auth import SCOPES, jwt_only
 from app.api.auth_routes import field_error
+from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
 from app.auth.accounts import iso
 from app.auth.keys import generate_api_key
@@ -76,7 +77,7 @@ def _not_found() -> ApiError:
 
 
 @post("/api/v1/api-keys", dependencies=JWT, tags=["api-keys"])
-async def create_api_key(data: CreateApiKeyBody, principal: Principal, pool: asyncpg.Pool) -> Response[Any]:
+async def create_api_key(data: JSONBody[CreateApiKeyBody], principal: PrincipalDep, pool: PoolDep) -> Response[Any]:
     name, scopes = _checked_name(data.name), _checked_scopes(data.scopes)
     raw_key, key_hash, prefix = generate_api_key()
     row = await Q.auth_insert_api_key.fetch_one(pool, principal.user_id, name, key_hash, prefix, scopes, into=ApiKeyRow)
@@ -85,13 +86,13 @@ async def create_api_key(data: CreateApiKeyBody, principal: Principal, pool: asy
 
 
 @get("/api/v1/api-keys", dependencies=JWT, tags=["api-keys"])
-async def list_api_keys(principal: Principal, pool: asyncpg.Pool) -> Response[Any]:
+async def list_api_keys(principal: PrincipalDep, pool: PoolDep) -> Response[Any]:
     rows = await Q.auth_list_api_keys.fetch_all(pool, principal.user_id, into=ApiKeyRow)
     return Response({"items": [_key_json(row) for row in rows]}, status_code=200)
 
 
 @get("/api/v1/api-keys/{key_id:str}", dependencies=JWT, tags=["api-keys"])
-async def get_api_key(key_id: str, principal: Principal, pool: asyncpg.Pool) -> Response[Any]:
+async def get_api_key(key_id: FromPath[str], principal: PrincipalDep, pool: PoolDep) -> Response[Any]:
     row = await Q.auth_get_api_key.fetch_one(pool, _key_id(key_id), principal.user_id, into=ApiKeyRow)
     if row is None:
         raise _not_found()
@@ -99,7 +100,7 @@ async def get_api_key(key_id: str, principal: Principal, pool: asyncpg.Pool) -> 
 
 
 @delete("/api/v1/api-keys/{key_id:str}", dependencies=JWT, status_code=200, tags=["api-keys"])
-async def delete_api_key(key_id: str, principal: Principal, pool: asyncpg.Pool, state: State) -> Response[Any]:
+async def delete_api_key(key_id: FromPath[str], principal: PrincipalDep, pool: PoolDep, state: State) -> Response[Any]:
     deleted = await Q.auth_delete_api_key.fetch_val(pool, _key_id(key_id), principal.user_id)
     if deleted is None:
         raise _not_found()

@@ -14,8 +14,10 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
+from litestar.params import JSONBody
 
 from app.api.auth import Principal, bearer_token, jwt_only, principal_from_access_token
+from app.api.deps import PoolDep, PrincipalDep, SettingsDep
 from app.api.errors import ApiError
 from app.auth import accounts, sessions
 from app.auth.passwords import policy_violation
@@ -67,7 +69,7 @@ def _session_body(pair: sessions.TokenPair, user: accounts.UserRow) -> dict[str,
 
 
 @post("/api/v1/auth/register", guards=[rate_limit_guard(REGISTER)], tags=["auth"])
-async def register(data: RegisterBody, state: State, pool: asyncpg.Pool, settings: Settings) -> Response[Any]:
+async def register(data: JSONBody[RegisterBody], state: State, pool: PoolDep, settings: SettingsDep) -> Response[Any]:
     if not settings.registration_enabled:
         # Indistinguishable from the reference, where the route is not mounted.
         raise NotFoundException()
@@ -83,7 +85,7 @@ async def register(data: RegisterBody, state: State, pool: asyncpg.Pool, setting
 
 
 @post("/api/v1/auth/login", guards=[rate_limit_guard(LOGIN)], tags=["auth"])
-async def login(data: LoginBody, state: State, pool: asyncpg.Pool, settings: Settings) -> Response[Any]:
+async def login(data: JSONBody[LoginBody], state: State, pool: PoolDep, settings: SettingsDep) -> Response[Any]:
     email = _checked_email(data.email)
     user = await accounts.authenticate(pool, auth_runtime(state), email, data.password)
     pair = await sessions.open_session(pool, settings, user.id, user.email, data.remember_me)
@@ -91,13 +93,13 @@ async def login(data: LoginBody, state: State, pool: asyncpg.Pool, settings: Set
 
 
 @post("/api/v1/auth/refresh", guards=[rate_limit_guard(REFRESH)], tags=["auth"])
-async def refresh(data: RefreshBody, state: State, pool: asyncpg.Pool, settings: Settings) -> Response[Any]:
+async def refresh(data: JSONBody[RefreshBody], state: State, pool: PoolDep, settings: SettingsDep) -> Response[Any]:
     pair = await sessions.rotate(pool, settings, auth_runtime(state), data.refresh_token)
     return Response({"accessToken": pair.access_token, "refreshToken": pair.refresh_token}, status_code=200)
 
 
 @post("/api/v1/auth/logout", tags=["auth"])
-async def logout(request: Request, state: State, pool: asyncpg.Pool, settings: Settings) -> Response[Any]:
+async def logout(request: Request, state: State, pool: PoolDep, settings: SettingsDep) -> Response[Any]:
     """Revokes the presented access token and its session; a refresh token in the body (optional) revokes its
     session too if it is the caller's. Works with only a refresh token, so an expired access token is no
     obstacle to logging out."""
@@ -154,7 +156,7 @@ async def _logout_body(request: Request) -> LogoutBody:
 
 
 @get("/api/v1/auth/me", dependencies={"principal": jwt_only()}, tags=["auth"])
-async def me(principal: Principal, pool: asyncpg.Pool) -> Response[Any]:
+async def me(principal: PrincipalDep, pool: PoolDep) -> Response[Any]:
     user = await Q.auth_user_by_id.fetch_one(pool, principal.user_id, into=accounts.UserRow)
     if user is None:
         raise ApiError(404, "User not found", "NOT_FOUND")
