@@ -110,7 +110,27 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"migrate": cmd_migrate, "serve": cmd_serve, "worker": cmd_worker, "up": cmd_up}
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.audit import run_audit
+    from app.db import create_pool
+
+    async def audit() -> list:
+        pool = await create_pool(_database_url(settings), min_size=1, max_size=2)
+        try:
+            return await run_audit(pool)
+        finally:
+            await pool.close()
+
+    findings = asyncio.run(audit())
+    for finding in findings:
+        print(finding)
+    print(f"audit: {len(findings)} finding(s)")
+    return 1 if findings else 0
+
+
+COMMANDS = {"migrate": cmd_migrate, "serve": cmd_serve, "worker": cmd_worker, "up": cmd_up, "audit": cmd_audit}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="migrate, then run the API and the worker together (the newcomer's command)")
     sub.add_parser("serve", help="run the HTTP API")
     sub.add_parser("worker", help="run the trading worker")
+    sub.add_parser("audit", help="check the ledger invariants (exit 1 when anything is inconsistent)")
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.add_argument("--rollback", type=int, metavar="N", help="roll back the newest N migrations (0 = all)")
     return parser

@@ -7,6 +7,7 @@ upper-case environment variables: ``database_url`` <- ``DATABASE_URL``.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -70,6 +71,54 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Operations.
     metrics_token: str | None = None
     live_trading_enabled: bool = True
+    # Operations (issue 8): the worker's own Prometheus listener on 127.0.0.1 (0 = off; 9464 by convention),
+    # and the WebSocket application-level heartbeat (ping every interval, close after the timeout).
+    worker_metrics_port: int = 0
+    ws_heartbeat_s: float = 30.0
+    ws_heartbeat_timeout_s: float = 60.0
+    # Position management (price monitor, snapshots).
+    price_max_age_ms: int = 0  # a token price older than this never trades; 0 = three price polls
+    sol_usd_max_age_s: float = 30.0  # SOL/USD older than this prices nothing derived from USD
+    tracking_refresh_s: float = 10.0  # re-read the set of tokens with open positions from the DB
+    rug_check_interval_s: float = 30.0  # liquidity check of an unpriced token at most this often
+    snapshot_backfill_max_hours: int = 168  # missed hourly snapshots filled after downtime, at most
+    # Live trading (issue 7, docs/live-trading.md). Keys come from WALLET_n (+ WALLET_n_OWNER) and/or this file.
+    live_wallet_key_file: str | None = None
+    live_swap_api: Literal["metis", "ultra"] = "metis"  # metis = swap v1 + our own RPC send; ultra = order/execute
+    live_slippage_bps: int = 100  # slippage requested on Metis quotes
+    live_priority_level: Literal["medium", "high", "veryHigh"] = "high"
+    live_priority_fee_max_lamports: int = 1_000_000  # cap on the priority fee Jupiter may add (0.001 SOL)
+    live_max_slippage_bps: int = 300  # rail: refuse quotes that allow more slippage than this
+    live_max_price_impact: Decimal = Decimal("0.1")  # rail: refuse quotes with |impact| above this fraction
+    live_daily_loss_limit_sol: Decimal | None = None  # default per-agent realized loss per UTC day (None = off)
+    live_max_open_positions: int = 25  # default per-agent cap on open live positions
+    live_confirm_poll_s: float = 1.0
+    live_confirm_timeout_s: float = 120.0  # give up waiting in-line; settlement resolves the swap later
+    live_resend_interval_s: float = 2.0  # rebroadcast the same signed bytes until confirmed or expired
+    live_skip_preflight: bool = False
+    live_lease_s: float = 30.0  # a swap watched by no live process for this long is settled from chain
+    live_settle_interval_s: float = 5.0
+    live_reconcile_interval_s: float = 300.0
+    live_drift_sol_threshold: Decimal = Decimal("0.001")  # SOL drift that blocks a wallet until acknowledged
+    live_drift_token_fraction: Decimal = Decimal("0.001")  # token drift, relative to the larger balance
+    # Signal intake and manual trades (issue 5, docs/worker.md).
+    worker_signal_max_attempts: int = 5  # a signal failing (or killing its worker) this often is written off
+    worker_signal_retry_base_s: float = 1.0  # backoff after a failed attempt: base × 2^(attempts−1), ≤ 5 min
+    trade_request_wait_s: float = 15.0  # how long POST /trades/execute and /close wait before answering 202
+    trade_request_ttl_s: float = 120.0  # a manual trade not picked up by a worker within this is not executed
+    # Authentication (issue 3, docs/security.md). argon2id cost defaults to argon2-cffi's (t=3, 64 MiB, p=4);
+    # tests lower it. ADMIN_PASSWORD_RESET=true lets ADMIN_PASSWORD replace the admin's own password at start.
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+    argon2_parallelism: int = 4
+    admin_password_reset: bool = False
+    api_key_cache_ttl_s: float = 60.0
+    # Operations (issue 8): where the worker's metrics listener binds; keep loopback unless the port is only
+    # reachable on a private network (e.g. a container network scraped by Prometheus).
+    worker_metrics_host: str = "127.0.0.1"
+    # Withdrawals (issue 9, docs/withdrawals.md): how long POST /wallets/{address}/withdraw waits for a live
+    # transfer to confirm before answering 202 (settlement records it later).
+    withdrawal_wait_s: float = 20.0
 
     @property
     def is_production(self) -> bool:

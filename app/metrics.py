@@ -59,3 +59,35 @@ API_REQUEST_LATENCY = Histogram(
 )
 DB_POOL_CONNECTIONS = Gauge("db_pool_connections", "Database pool connections", ["state"], registry=REGISTRY)
 ERRORS_TOTAL = Counter("errors_total", "Errors by area and code", ["type", "code"], registry=REGISTRY)
+# Position management (price monitor and snapshots).
+RUG_BURN_TRIGGER_TOTAL = Counter("rug_burn_trigger_total", "Rug-pull write-offs (BURN) triggered", registry=REGISTRY)
+PRICE_MONITOR_TICK_LATENCY = Histogram(
+    "price_monitor_tick_seconds",
+    "Time to evaluate every open position of one price poll (fetch excluded)",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2),
+    registry=REGISTRY,
+)
+POSITIONS_EVALUATED_TOTAL = Counter(
+    "positions_evaluated_total", "Open positions evaluated against a fresh price", registry=REGISTRY
+)
+PRICES_REJECTED_TOTAL = Counter(
+    "prices_rejected_total", "Prices not used for trading, by reason", ["reason"], registry=REGISTRY
+)
+BALANCE_SNAPSHOTS_TOTAL = Counter(
+    "balance_snapshots_total", "Hourly balance snapshots written", ["kind", "status"], registry=REGISTRY
+)
+# Operations: read from the database at scrape time by the API (app.api.metrics).
+QUEUE_DEPTH = Gauge("queue_depth", "Work waiting in a durable queue", ["queue_name"], registry=REGISTRY)
+# Authentication (issue 3): hash work by operation and scheme ("dummy" = the verify spent on an unknown e-mail),
+# and outcomes of login, refresh, API-key and rate-limit decisions.
+PASSWORD_HASH_OPERATIONS = Counter(
+    "password_hash_operations_total",
+    "Password hash operations by operation and scheme",
+    ["op", "scheme"],
+    registry=REGISTRY,
+)
+AUTH_EVENTS_TOTAL = Counter("auth_events_total", "Authentication decisions by event", ["event"], registry=REGISTRY)
+# Withdrawals (issue 9): requests by wallet type and outcome (completed, pending, failed, expired, refused).
+WITHDRAWALS_TOTAL = Counter(
+    "withdrawals_total", "Withdrawal requests by wallet type and outcome", ["wallet_type", "outcome"], registry=REGISTRY
+)

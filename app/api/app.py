@@ -11,9 +11,14 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from app.api.cors import cors_config
 from app.api.deps import provide_pool, provide_settings
 from app.api.errors import EXCEPTION_HANDLERS
+from app.api.metrics import http_metrics_middleware
 from app.api.middleware import add_response_headers, request_context_middleware
+from app.api.openapi_doc import render_plugins
+from app.api.ws import ws_lifespan
+from app.auth.seed import auth_startup
 from app.config import Settings
 from app.db import create_pool
 from app.db.migrate import all_migration_ids
@@ -35,6 +40,7 @@ ROUTE_MODULES = [
     "signals",
     "trades",
     "withdrawals",
+    "live",
     "price_feeds",
     "metrics",
     "ws",
@@ -60,7 +66,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         finally:
             await app.state.pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=collect_routes(),
         dependencies={
             "pool": Provide(provide_pool, sync_to_thread=False),
@@ -69,9 +75,17 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_context_middleware],
         before_send=[add_response_headers],
-        lifespan=[pool_lifespan],
+        # The WebSocket hub after the pool: it stops (closing sockets) before the pool closes.
+        lifespan=[pool_lifespan, ws_lifespan(settings, database_url)],
+        on_startup=[auth_startup],  # after the lifespans: the pool exists; seeds the admin (app.auth.seed)
+        cors_config=cors_config(settings),
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=OpenAPIConfig(title="Nexgent trading engine", version="0.1.0", path="/api/v1/docs"),
+        openapi_config=OpenAPIConfig(
+            title="Nexgent trading engine", version="0.1.0", path="/api/v1/docs", render_plugins=render_plugins()
+        ),
         logging_config=None,  # app.logs configures logging; Litestar would replace it with its own
         debug=False,
     )
+    # Outside routing, so 404/405 answers are counted too (labelled "unmatched").
+    app.asgi_handler = http_metrics_middleware(app.asgi_handler)
+    return app

@@ -1,9 +1,10 @@
 """Who is calling: JWT access tokens and API keys, turned into a ``Principal`` by route dependencies.
 
-Routes declare what they accept with a dependency named ``principal``::
+Routes declare what they accept with a dependency named ``principal``, received as ``PrincipalDep``
+(``app.api.deps``)::
 
     @get("/api/v1/agents", dependencies={"principal": scoped("agents")})      # JWT or API key with scope
-    async def list_agents(principal: Principal, pool: asyncpg.Pool) -> ...
+    async def list_agents(principal: PrincipalDep, pool: PoolDep) -> ...
 
     @post("/api/v1/agents", dependencies={"principal": jwt_only()})           # user access token only
 

@@ -19,8 +19,15 @@ from typing import Any
 
 import asyncpg
 
+from app.auth.housekeeping import prune_auth_state
 from app.config import Settings
 from app.db import Q, create_pool
+from app.live.services import live_reconciliation_service, live_settlement_service
+from app.worker.intake import signal_intake_service
+from app.worker.metrics_server import metrics_server_service
+from app.worker.monitor import price_monitor_service
+from app.worker.snapshots import snapshot_service
+from app.worker.trade_requests import trade_requests_service
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +59,25 @@ async def heartbeat_service(ctx: WorkerContext) -> None:
     while True:
         try:
             await Q.upsert_worker_heartbeat.execute(ctx.pool, ctx.worker_id, hostname, pid)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # The database being away must not kill the worker: the pool reconnects when it returns.
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+            # The database being away must not kill the worker: the pool reconnects when it returns. asyncpg
+            # raises InternalClientError when a connection dies mid-reset (seen on a PostgreSQL restart).
             log.warning("heartbeat failed", extra={"fields": {"error": str(exc)}})
         if await ctx.sleep(ctx.settings.worker_heartbeat_s):
             return
 
 
-SERVICES: list[Service] = [heartbeat_service]
+SERVICES: list[Service] = [
+    heartbeat_service,
+    metrics_server_service,
+    prune_auth_state,
+    live_settlement_service,
+    live_reconciliation_service,
+    signal_intake_service,
+    trade_requests_service,
+    price_monitor_service,
+    snapshot_service,
+]
 
 
 async def run_worker(
@@ -69,7 +87,9 @@ async def run_worker(
     stopping: asyncio.Event | None = None,
     services: list[Service] | None = None,
     worker_id: str | None = None,
-) -> None:
+) -> bool:
+    """Run the services until asked to stop; False when a service crashed or ended on its own (the process
+    should then exit non-zero so a supervisor or restart policy starts a fresh one)."""
     pool = await create_pool(database_url, min_size=1, max_size=max(4, settings.worker_concurrency + 2))
     ctx = WorkerContext(
         settings=settings,
@@ -83,11 +103,15 @@ async def run_worker(
     try:
         stop_wait = asyncio.create_task(ctx.stopping.wait())
         done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        clean = stop_wait in done
         for task in done:
             if task is not stop_wait and task.exception() is not None:
+                clean = False
                 log.error(
                     "worker service crashed", exc_info=task.exception(), extra={"fields": {"service": task.get_name()}}
                 )
+            elif task is not stop_wait and not clean:
+                log.error("worker service ended on its own", extra={"fields": {"service": task.get_name()}})
         ctx.stopping.set()
         await asyncio.wait(tasks, timeout=10)
     finally:
@@ -100,14 +124,17 @@ async def run_worker(
             pass
         await pool.close()
         log.info("worker stopped", extra={"fields": {"worker_id": ctx.worker_id}})
+    return clean
 
 
 def main(settings: Settings, database_url: str) -> None:
-    async def runner() -> None:
+    async def runner() -> bool:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        await run_worker(settings, database_url, stopping=stopping)
+        return await run_worker(settings, database_url, stopping=stopping)
 
-    asyncio.run(runner())
+    if not asyncio.run(runner()):
+        # Exit 0 means "asked to stop" to `nexgent up`'s supervisor and to restart policies: a crash must not.
+        raise SystemExit(1)

@@ -44,3 +44,14 @@ def test_production_refuses_missing_or_placeholder_secret(secret: str | None) ->
 def test_production_accepts_a_real_secret() -> None:
     settings = load_settings({"APP_ENV": "production", "JWT_SECRET": "k3J9x0Qv7LmZt2Rw8YpN4sHc6Fd1Ga5Eb"})
     assert settings.is_production
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    import msgspec
+
+    from app.config import Settings
+    from tests.dbutil import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = [f.name.upper() for f in msgspec.structs.fields(Settings) if f"`{f.name.upper()}`" not in readme]
+    assert missing == []
