@@ -45,6 +45,7 @@ def _serve(settings: Settings, url: str) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        ws_max_size=65_536,  # the WebSocket accepts small JSON control messages only
         access_log=False,
         lifespan="on",
     )

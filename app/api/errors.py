@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -95,6 +96,23 @@ def _http_exception(request: Request, exc: HTTPException) -> Response[dict[str, 
     return error_response(status, detail, None, headers=dict(exc.headers or {}))
 
 
+# The database being briefly away (restart, failover, pool exhausted) is not a bug: tell the caller to retry.
+DATABASE_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _database_unavailable(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    log.warning("database unavailable", extra={"fields": {"path": request.url.path, "error": type(exc).__name__}})
+    return error_response(
+        503, "Database temporarily unavailable, retry shortly", "SERVICE_UNAVAILABLE", headers={"Retry-After": "1"}
+    )
+
+
 def _unhandled(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error", extra={"fields": {"method": request.method, "path": request.url.path}})
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "INTERNAL_ERROR")
@@ -104,5 +122,6 @@ EXCEPTION_HANDLERS = {
     ApiError: _api_error,
     ValidationException: _validation_error,
     HTTPException: _http_exception,
+    **dict.fromkeys(DATABASE_UNAVAILABLE, _database_unavailable),
     Exception: _unhandled,
 }

