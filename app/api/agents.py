@@ -12,11 +12,11 @@ from litestar import Request, Response, delete, get, patch, post, put
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from app.api.auth import Principal, jwt_only, scoped
-from app.api.common import AgentRow, owned_agent
+from app.api.common import AgentRow, current_prices, owned_agent
 from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
 from app.api.portfolio import ClosedStats, performance_summary
-from app.api.positions import PositionOut, current_prices, position_rows, positions_response
+from app.api.positions import PositionOut, position_rows, positions_response
 from app.api.serialization import (
     dec_num,
     dec_str,

@@ -19,7 +19,7 @@ from litestar import Response, delete, get, post, put
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from app.api.auth import Principal, jwt_only, scoped
-from app.api.common import WalletRow, owned_agent, refuse_live_wallet, resolve_wallet
+from app.api.common import WalletRow, current_prices, owned_agent, refuse_live_wallet, resolve_wallet
 from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
 from app.api.ledger_store import Overdraw, record_and_apply
@@ -37,7 +37,6 @@ from app.db import Q, transaction
 from app.trading._num import ZERO, exact
 from app.trading.ledger import format_balance, parse_balance
 from app.trading.units import SOL_MINT
-from app.worker.prices import latest_prices
 
 _BALANCE = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 MAX_BALANCE_DECIMALS = 18
@@ -190,8 +189,7 @@ async def list_balances(
     async with pool.acquire() as conn:
         agent = await owned_agent(conn, agent_id, principal.user_id)
         rows = await Q.api_list_balances.fetch_all(conn, agent.id, trimmed(wallet_address))
-        stored = await latest_prices(conn, [r["token_address"] for r in rows if r["token_address"] != SOL_MINT])
-    prices = {mint: price.price_sol for mint, price in stored.items()}
+        prices = await current_prices(conn, [r for r in rows if r["token_address"] != SOL_MINT])
     prices[SOL_MINT] = Decimal(1)
     return json_response([balance_out(row, prices.get(row["token_address"])) for row in rows], numbers=True)
 

@@ -1,4 +1,4 @@
-"""Ownership checks and row types shared by the resource routes.
+"""Ownership checks, row types and lookups shared by the resource routes.
 
 Every lookup is filtered by the caller's user id, so a resource of another user is indistinguishable from
 a missing one (404, never 403: api.md §2.4 [FIX]).
@@ -7,7 +7,9 @@ a missing one (404, never 403: api.md §2.4 [FIX]).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -16,6 +18,7 @@ import msgspec
 from app.api.errors import ApiError
 from app.api.serialization import parse_uuid
 from app.db import Q
+from app.worker.prices import latest_prices, latest_sol_usd
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -92,6 +95,40 @@ def refuse_live_wallet(wallet: WalletRow, what: str) -> None:
             f"{what} cannot be written by hand on a live wallet: live balances and history come from the chain",
             "LIVE_WALLET_READ_ONLY",
         )
+
+
+async def refuse_live_row(conn: Conn, row: Mapping[str, Any], what: str) -> None:
+    """:func:`refuse_live_wallet` for a stored row, by its ``wallet_address`` and ``agent_id``.
+
+    A row without a wallet, or whose wallet is no longer the agent's, belongs to no live wallet.
+    """
+    if row["wallet_address"] is None:
+        return
+    wallet = await Q.api_get_agent_wallet.fetch_one(conn, row["wallet_address"], row["agent_id"], into=WalletRow)
+    if wallet is not None:
+        refuse_live_wallet(wallet, what)
+
+
+def signal_not_found() -> ApiError:
+    return ApiError(404, "Trading signal not found", "NOT_FOUND")
+
+
+async def require_owned_signal(conn: Conn, signal_id: int | None, user_id: uuid.UUID) -> None:
+    """A row may refer only to a signal of its owner (404 otherwise, never an existence oracle)."""
+    if signal_id is not None and await Q.api_signal_owned.fetch_val(conn, signal_id, user_id) is None:
+        raise signal_not_found()
+
+
+async def current_prices(conn: Conn, rows: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
+    """The latest stored SOL price of each row's ``token_address`` (mints without one are absent)."""
+    stored = await latest_prices(conn, [row["token_address"] for row in rows])
+    return {mint: price.price_sol for mint, price in stored.items()}
+
+
+async def sol_usd_price(conn: Conn) -> Decimal | None:
+    """The stored SOL/USD (None before the worker has seen one: never a made-up default)."""
+    stored = await latest_sol_usd(conn)
+    return None if stored is None else stored.price_usd
 
 
 async def user_email(conn: Conn, user_id: uuid.UUID) -> str | None:

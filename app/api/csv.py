@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from litestar.response import Stream
 
+from app.api.serialization import assume_utc
+
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?%?$")
 BATCH_SIZE = 1000
@@ -55,9 +57,7 @@ def format_time(value: datetime | None, zone: tzinfo) -> str:
     """``Mon DD, YYYY hh:mm:ss AM`` in ``zone``."""
     if value is None:
         return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(zone).strftime("%b %d, %Y %I:%M:%S %p")
+    return assume_utc(value).astimezone(zone).strftime("%b %d, %Y %I:%M:%S %p")
 
 
 def export_filename(prefix: str) -> str:

@@ -9,22 +9,35 @@ export is streamed in sale-time order with formula injection neutralised.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import delete, get, post, put
+from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from app.api.auth import Principal, jwt_only, scoped
-from app.api.common import WalletRow, owned_agent, refuse_live_wallet, resolve_wallet
+from app.api.common import (
+    WalletRow,
+    owned_agent,
+    refuse_live_row,
+    refuse_live_wallet,
+    require_owned_signal,
+    resolve_wallet,
+    sol_usd_price,
+)
 from app.api.csv import csv_stream, export_filename, format_time, keyset_rows, parse_timezone
 from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
 from app.api.serialization import (
+    Sign,
+    assume_utc,
     bad_request,
+    body_signal_id,
+    column_decimal,
     dec_str,
     error_responses,
     iso,
@@ -39,14 +52,13 @@ from app.api.serialization import (
 )
 from app.db import Q, transaction
 from app.trading._num import ZERO, exact
-from app.trading.ledger import AMOUNT_18, PCT_4, SOL_8, fits_numeric, quantize
-from app.worker.prices import latest_sol_usd
+from app.trading.ledger import AMOUNT_18, PCT_4, SOL_8, quantize
 
 UNSET: Any = msgspec.UNSET
 CloseReason = Literal["manual", "stop_loss", "stale_trade", "take_profit"]
 
-# field → (column precision, scale, rule) ; rule: "ge0" ≥ 0, "gt0" > 0, None any sign.
-DECIMALS: dict[str, tuple[int, int, str | None]] = {
+# field → (column precision, scale, sign rule of serialization.column_decimal).
+DECIMALS: dict[str, tuple[int, int, Sign]] = {
     "amount": (30, AMOUNT_18, "ge0"),
     "purchase_price": (30, AMOUNT_18, "gt0"),
     "sale_price": (30, AMOUNT_18, "gt0"),
@@ -140,18 +152,6 @@ def swap_out(row: dict[str, Any]) -> SwapOut:
     )
 
 
-def _decimal(column: str, value: Decimal) -> Decimal:
-    precision, scale, rule = DECIMALS[column]
-    name = CAMEL.get(column, column)
-    if not value.is_finite() or not fits_numeric(value, precision, scale):
-        raise bad_request(f"{name} must be a finite number that fits numeric({precision},{scale})")
-    if rule == "ge0" and value < 0:
-        raise bad_request(f"{name} must be greater than or equal to 0")
-    if rule == "gt0" and value <= 0:
-        raise bad_request(f"{name} must be greater than 0")
-    return quantize(value, scale)
-
-
 def _text(column: str, value: str, limit: int) -> str:
     text = value.strip()
     if not text or len(text) > limit:
@@ -167,19 +167,17 @@ def clean_swap_fields(fields: SwapFields) -> dict[str, Any]:
         if value is UNSET:
             continue
         if column in DECIMALS:
-            out[column] = _decimal(column, value)
+            out[column] = column_decimal(CAMEL.get(column, column), value, *DECIMALS[column])
         elif column == "token_address":
             out[column] = _text(column, value, 255)
         elif column == "token_symbol":
             out[column] = _text(column, value, 20)
         elif column in ("purchase_time", "sale_time"):
-            out[column] = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+            out[column] = assume_utc(value)
         elif column in ("purchase_transaction_id", "sale_transaction_id"):
             out[column] = optional_uuid(value, f"{CAMEL[column]} must be a UUID")
         elif column == "signal_id":
-            out[column] = (
-                None if value is None or value == "" else parse_int32(str(value), "signalId must be a positive integer")
-            )
+            out[column] = body_signal_id(value)
         else:
             out[column] = value
     return out
@@ -217,9 +215,7 @@ async def check_references(conn: Any, row: dict[str, Any], agent_id: uuid.UUID, 
             raise ApiError(404, f"{CAMEL[column]}: transaction not found", "NOT_FOUND")
         if owner_agent != agent_id:
             raise bad_request(f"{CAMEL[column]}: transaction belongs to another agent")
-    signal_id = row.get("signal_id")
-    if signal_id is not None and await Q.api_signal_owned.fetch_val(conn, signal_id, user_id) is None:
-        raise ApiError(404, "Trading signal not found", "NOT_FOUND")
+    await require_owned_signal(conn, row.get("signal_id"), user_id)
 
 
 @post(
@@ -270,46 +266,13 @@ class SwapFilters(msgspec.Struct, frozen=True):
         return msgspec.structs.astuple(self)
 
 
-def _filters(
-    wallet_address: str | None,
-    token_address: str | None,
-    token_symbol: str | None,
-    start_purchase_time: str | None,
-    end_purchase_time: str | None,
-    start_sale_time: str | None,
-    end_sale_time: str | None,
-    signal_id: str | None,
-    purchase_transaction_id: str | None,
-    sale_transaction_id: str | None,
-    min_profit_loss_usd: str | None,
-    max_profit_loss_usd: str | None,
-) -> SwapFilters:
-    return SwapFilters(
-        trimmed(wallet_address),
-        trimmed(token_address),
-        trimmed(token_symbol),
-        parse_datetime(start_purchase_time, "startPurchaseTime"),
-        parse_datetime(end_purchase_time, "endPurchaseTime"),
-        parse_datetime(start_sale_time, "startSaleTime"),
-        parse_datetime(end_sale_time, "endSaleTime"),
-        parse_int32(signal_id, "Invalid signalId"),
-        optional_uuid(purchase_transaction_id, "Invalid purchaseTransactionId"),
-        optional_uuid(sale_transaction_id, "Invalid saleTransactionId"),
-        parse_decimal(min_profit_loss_usd, "minProfitLossUsd"),
-        parse_decimal(max_profit_loss_usd, "maxProfitLossUsd"),
-    )
+class SwapQuery(msgspec.Struct, frozen=True):
+    agent_id: str  # as given: ownership is checked by the handler
+    filters: SwapFilters
 
 
-@get(
-    "/api/v1/agent-historical-swaps",
-    dependencies={"principal": scoped("history")},
-    summary="An agent's closed trades, latest sale first (limit ≤ 1000)",
-    tags=["Historical swaps"],
-    responses=error_responses(400, 401, 403, 404),
-)
-async def list_swaps(
+async def provide_swap_query(
     principal: PrincipalDep,
-    pool: PoolDep,
     agent_id: Annotated[str | None, QueryParameter(name="agentId", description="Required")] = None,
     wallet_address: Annotated[str | None, QueryParameter(name="walletAddress")] = None,
     token_address: Annotated[str | None, QueryParameter(name="tokenAddress")] = None,
@@ -323,29 +286,52 @@ async def list_swaps(
     sale_transaction_id: Annotated[str | None, QueryParameter(name="saleTransactionId")] = None,
     min_profit_loss_usd: Annotated[str | None, QueryParameter(name="minProfitLossUsd", description="decimal")] = None,
     max_profit_loss_usd: Annotated[str | None, QueryParameter(name="maxProfitLossUsd", description="decimal")] = None,
+) -> SwapQuery:
+    """The query parameters the list and the export share, validated.
+
+    Takes ``principal`` so that Litestar resolves it first: authentication failures (401/403) answer before
+    a malformed query (400), as they do on every other route.
+    """
+    if not agent_id:
+        raise bad_request("Agent ID is required")
+    filters = SwapFilters(
+        trimmed(wallet_address),
+        trimmed(token_address),
+        trimmed(token_symbol),
+        parse_datetime(start_purchase_time, "startPurchaseTime"),
+        parse_datetime(end_purchase_time, "endPurchaseTime"),
+        parse_datetime(start_sale_time, "startSaleTime"),
+        parse_datetime(end_sale_time, "endSaleTime"),
+        parse_int32(signal_id, "Invalid signalId"),
+        optional_uuid(purchase_transaction_id, "Invalid purchaseTransactionId"),
+        optional_uuid(sale_transaction_id, "Invalid saleTransactionId"),
+        parse_decimal(min_profit_loss_usd, "minProfitLossUsd"),
+        parse_decimal(max_profit_loss_usd, "maxProfitLossUsd"),
+    )
+    return SwapQuery(agent_id, filters)
+
+
+SwapQueryDep = NamedDependency[SwapQuery]
+
+
+@get(
+    "/api/v1/agent-historical-swaps",
+    dependencies={"principal": scoped("history"), "swap_query": Provide(provide_swap_query)},
+    summary="An agent's closed trades, latest sale first (limit ≤ 1000)",
+    tags=["Historical swaps"],
+    responses=error_responses(400, 401, 403, 404),
+)
+async def list_swaps(
+    principal: PrincipalDep,
+    pool: PoolDep,
+    swap_query: SwapQueryDep,
     limit: Annotated[str | None, QueryParameter(description="1..1000, default 100")] = None,
     offset: Annotated[str | None, QueryParameter(description="≥ 0, default 0")] = None,
 ) -> list[SwapOut]:
-    if not agent_id:
-        raise bad_request("Agent ID is required")
-    filters = _filters(
-        wallet_address,
-        token_address,
-        token_symbol,
-        start_purchase_time,
-        end_purchase_time,
-        start_sale_time,
-        end_sale_time,
-        signal_id,
-        purchase_transaction_id,
-        sale_transaction_id,
-        min_profit_loss_usd,
-        max_profit_loss_usd,
-    )
     page = (parse_limit(limit), parse_offset(offset))
     async with pool.acquire() as conn:
-        agent = await owned_agent(conn, agent_id, principal.user_id)
-        rows = await Q.api_list_swaps.fetch_all(conn, agent.id, *filters.args(), *page)
+        agent = await owned_agent(conn, swap_query.agent_id, principal.user_id)
+        rows = await Q.api_list_swaps.fetch_all(conn, agent.id, *swap_query.filters.args(), *page)
     return [swap_out(row) for row in rows]
 
 
@@ -386,7 +372,7 @@ def _swap_csv_row(row: dict[str, Any], zone: Any, sol_usd: Decimal | None) -> li
 
 @get(
     "/api/v1/agent-historical-swaps/export",
-    dependencies={"principal": scoped("history")},
+    dependencies={"principal": scoped("history"), "swap_query": Provide(provide_swap_query)},
     summary="CSV of the agent's closed trades (streamed, oldest sale first)",
     description="Takes the list filters (no paging) plus timezone (IANA, default UTC), currency (SOL, else USD) "
     "and solPrice (USD per SOL for the price columns; default: the latest stored SOL/USD — 503 when none).",
@@ -397,50 +383,21 @@ def _swap_csv_row(row: dict[str, Any], zone: Any, sol_usd: Decimal | None) -> li
 async def export_swaps(
     principal: PrincipalDep,
     pool: PoolDep,
-    agent_id: Annotated[str | None, QueryParameter(name="agentId", description="Required")] = None,
-    wallet_address: Annotated[str | None, QueryParameter(name="walletAddress")] = None,
-    token_address: Annotated[str | None, QueryParameter(name="tokenAddress")] = None,
-    token_symbol: Annotated[str | None, QueryParameter(name="tokenSymbol")] = None,
-    start_purchase_time: Annotated[str | None, QueryParameter(name="startPurchaseTime")] = None,
-    end_purchase_time: Annotated[str | None, QueryParameter(name="endPurchaseTime")] = None,
-    start_sale_time: Annotated[str | None, QueryParameter(name="startSaleTime")] = None,
-    end_sale_time: Annotated[str | None, QueryParameter(name="endSaleTime")] = None,
-    signal_id: Annotated[str | None, QueryParameter(name="signalId")] = None,
-    purchase_transaction_id: Annotated[str | None, QueryParameter(name="purchaseTransactionId")] = None,
-    sale_transaction_id: Annotated[str | None, QueryParameter(name="saleTransactionId")] = None,
-    min_profit_loss_usd: Annotated[str | None, QueryParameter(name="minProfitLossUsd")] = None,
-    max_profit_loss_usd: Annotated[str | None, QueryParameter(name="maxProfitLossUsd")] = None,
+    swap_query: SwapQueryDep,
     timezone: Annotated[str | None, QueryParameter(description="IANA zone for the Time column")] = None,
     currency: Annotated[str | None, QueryParameter(description="SOL or USD (default)")] = None,
     sol_price: Annotated[str | None, QueryParameter(name="solPrice", description="USD per SOL for USD prices")] = None,
 ) -> Stream:
-    if not agent_id:
-        raise bad_request("Agent ID is required")
-    filters = _filters(
-        wallet_address,
-        token_address,
-        token_symbol,
-        start_purchase_time,
-        end_purchase_time,
-        start_sale_time,
-        end_sale_time,
-        signal_id,
-        purchase_transaction_id,
-        sale_transaction_id,
-        min_profit_loss_usd,
-        max_profit_loss_usd,
-    )
     zone = parse_timezone(timezone)
     in_sol = (currency or "").upper() == "SOL"
-    agent = await owned_agent(pool, agent_id, principal.user_id)
+    agent = await owned_agent(pool, swap_query.agent_id, principal.user_id)
     sol_usd: Decimal | None = None
     if not in_sol:
         sol_usd = parse_decimal(sol_price, "solPrice")
         if sol_usd is not None and sol_usd <= ZERO:
             raise bad_request("Invalid solPrice: must be greater than 0")
         if sol_usd is None:
-            stored = await latest_sol_usd(pool)
-            sol_usd = None if stored is None else stored.price_usd
+            sol_usd = await sol_usd_price(pool)
         if sol_usd is None:
             raise ApiError(503, "No SOL/USD price is available yet; pass solPrice or currency=SOL", "PRICE_UNAVAILABLE")
     unit = "SOL" if in_sol else "USD"
@@ -457,7 +414,7 @@ async def export_swaps(
         "Signal Type",
         "Activation Reason",
     ]
-    base_args = (agent.id, *filters.args())
+    base_args = (agent.id, *swap_query.filters.args())
 
     async def fetch(after: tuple[datetime, uuid.UUID] | None, size: int) -> list[dict[str, Any]]:
         after_time, after_id = after if after else (None, None)
@@ -480,10 +437,7 @@ async def _owned_swap(conn: Any, raw_id: str, principal: Principal) -> dict[str,
 
 async def _writable_swap(conn: Any, raw_id: str, principal: Principal) -> dict[str, Any]:
     row = await _owned_swap(conn, raw_id, principal)
-    if row["wallet_address"] is not None:
-        wallet = await Q.api_get_agent_wallet.fetch_one(conn, row["wallet_address"], row["agent_id"], into=WalletRow)
-        if wallet is not None:
-            refuse_live_wallet(wallet, "Trade history")
+    await refuse_live_row(conn, row, "Trade history")
     return row
 
 

@@ -16,13 +16,12 @@ from litestar import Response, get
 from litestar.params import PathParameter, QueryParameter
 
 from app.api.auth import scoped
-from app.api.common import AgentRow, owned_agent
+from app.api.common import AgentRow, current_prices, owned_agent, sol_usd_price
 from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
 from app.api.portfolio import percent, price18, sol, usd, usd_price, value_position
 from app.api.serialization import dec_num, error_responses, iso, json_response, parse_flag
 from app.db import Q
-from app.worker.prices import latest_prices, latest_sol_usd
 
 
 # Response shapes for the OpenAPI schema. The handlers encode Decimals as exact JSON numbers themselves,
@@ -117,17 +116,6 @@ class TakeProfitSummaryOut(_Shape, omit_defaults=True):
 
 async def position_rows(conn: Any, agent_id: Any, wallet_address: str | None) -> list[dict[str, Any]]:
     return await Q.api_open_positions.fetch_all(conn, agent_id, wallet_address)
-
-
-async def current_prices(conn: Any, rows: list[dict[str, Any]]) -> dict[str, Decimal]:
-    stored = await latest_prices(conn, [row["token_address"] for row in rows])
-    return {mint: price.price_sol for mint, price in stored.items()}
-
-
-async def sol_usd_price(conn: Any) -> Decimal | None:
-    """The stored SOL/USD (None before the worker has seen one: never a made-up default)."""
-    stored = await latest_sol_usd(conn)
-    return None if stored is None else stored.price_usd
 
 
 def position_view(row: dict[str, Any], price: Decimal | None, sol_usd: Decimal | None) -> dict[str, Any]:

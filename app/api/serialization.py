@@ -14,7 +14,7 @@ import re
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Response
@@ -22,6 +22,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from app.api.errors import ApiError
 from app.trading._num import plain
+from app.trading.ledger import fits_numeric, quantize
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -69,13 +70,16 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
 # ---------------------------------------------------------------- rendering
 
 
+def assume_utc(value: datetime) -> datetime:
+    """Naive timestamps (from bodies, queries or the database) are UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def iso(value: datetime | None) -> str | None:
     """JS ``Date.toJSON()``: ``2025-01-27T12:00:00.000Z``."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
+    value = assume_utc(value).astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -89,14 +93,16 @@ def dec_num(value: Decimal | int | None) -> Decimal | None:
     return None if value is None else Decimal(plain(value))
 
 
-def json_response(content: Any, status_code: int = 200, *, numbers: bool = False) -> Response:
-    """Encode ``content`` ourselves: Decimals as JSON numbers when ``numbers``, else as strings."""
-    encoder = _NUMBER_ENCODER if numbers else _STRING_ENCODER
-    return Response(content=encoder.encode(content), status_code=status_code, media_type="application/json")
-
-
 def encode_json(content: Any, *, numbers: bool = False) -> bytes:
+    """Decimals as JSON numbers when ``numbers``, else as strings."""
     return (_NUMBER_ENCODER if numbers else _STRING_ENCODER).encode(content)
+
+
+def json_response(content: Any, status_code: int = 200, *, numbers: bool = False) -> Response:
+    """Encode ``content`` ourselves (:func:`encode_json`)."""
+    return Response(
+        content=encode_json(content, numbers=numbers), status_code=status_code, media_type="application/json"
+    )
 
 
 # ---------------------------------------------------------------- parsing
@@ -175,7 +181,7 @@ def parse_datetime(value: str | None, name: str) -> datetime | None:
             parsed = datetime.fromisoformat(text)
     except ValueError:
         raise bad_request(f"Invalid {name}: must be an ISO-8601 date or timestamp") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return assume_utc(parsed)
 
 
 def parse_decimal(value: str | None, name: str) -> Decimal | None:
@@ -196,6 +202,30 @@ def parse_timeframe(value: str | None) -> str:
     if value not in ("24h", "all"):
         raise bad_request("Invalid timeframe. Must be '24h' or 'all'")
     return value
+
+
+def body_signal_id(value: int | str | None) -> int | None:
+    """A body's ``signalId``: a JSON integer or a numeric string; null or "" means none."""
+    if value is None or value == "":
+        return None
+    return parse_int32(str(value), "signalId must be a positive integer")
+
+
+Sign = Literal["ge0", "gt0"] | None
+
+
+def column_decimal(name: str, value: Decimal, precision: int, scale: int, sign: Sign) -> Decimal:
+    """A body decimal for a ``numeric(precision, scale)`` column, rounded to the column scale.
+
+    ``sign``: ``"ge0"`` (≥ 0), ``"gt0"`` (> 0) or None (any sign).
+    """
+    if not value.is_finite() or not fits_numeric(value, precision, scale):
+        raise bad_request(f"{name} must be a finite number that fits numeric({precision},{scale})")
+    if sign == "ge0" and value < 0:
+        raise bad_request(f"{name} must be greater than or equal to 0")
+    if sign == "gt0" and value <= 0:
+        raise bad_request(f"{name} must be greater than 0")
+    return quantize(value, scale)
 
 
 def trimmed(value: str | None) -> str | None:

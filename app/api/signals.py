@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
 import msgspec
 from litestar import Response, delete, get, post, put
+from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from app.api.auth import Principal, jwt_only, scoped
+from app.api.common import signal_not_found
 from app.api.csv import csv_stream, export_filename, format_time, keyset_rows, parse_timezone
 from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
@@ -43,6 +47,7 @@ from app.api.serialization import (
 )
 from app.auth.ratelimit import SIGNAL_INGEST
 from app.db import Q, transaction
+from app.db.queries import affected
 
 log = logging.getLogger(__name__)
 
@@ -241,33 +246,52 @@ async def create_signal(
     return Response(content=body, status_code=201, media_type="application/json")
 
 
-@get(
-    "/api/v1/trading-signals",
-    dependencies={"principal": scoped("signals")},
-    summary="The caller's signals, newest first (limit ≤ 1000)",
-    tags=["Signals"],
-    responses=error_responses(400, 401, 403),
-)
-async def list_signals(
+class SignalFilters(msgspec.Struct, frozen=True):
+    """The caller's filters shared by the list and the export, in the queries' parameter order."""
+
+    user_id: uuid.UUID
+    token_address: str | None
+    signal_type: str | None
+    start_date: datetime | None
+    end_date: datetime | None
+
+    def args(self) -> tuple[Any, ...]:
+        return msgspec.structs.astuple(self)
+
+
+async def provide_signal_filters(
     principal: PrincipalDep,
-    pool: PoolDep,
     token_address: Annotated[str | None, QueryParameter(name="tokenAddress")] = None,
     signal_type: Annotated[str | None, QueryParameter(name="signalType")] = None,
     start_date: Annotated[str | None, QueryParameter(name="startDate", description="ISO-8601, inclusive")] = None,
     end_date: Annotated[str | None, QueryParameter(name="endDate", description="ISO-8601, inclusive")] = None,
-    limit: Annotated[str | None, QueryParameter(description="1..1000, default 100")] = None,
-    offset: Annotated[str | None, QueryParameter(description="≥ 0, default 0")] = None,
-) -> list[SignalOut]:
-    rows = await Q.api_list_signals.fetch_all(
-        pool,
+) -> SignalFilters:
+    return SignalFilters(
         principal.user_id,
         trimmed(token_address),
         trimmed(signal_type),
         parse_datetime(start_date, "startDate"),
         parse_datetime(end_date, "endDate"),
-        parse_limit(limit),
-        parse_offset(offset),
     )
+
+
+SignalFiltersDep = NamedDependency[SignalFilters]
+
+
+@get(
+    "/api/v1/trading-signals",
+    dependencies={"principal": scoped("signals"), "filters": Provide(provide_signal_filters)},
+    summary="The caller's signals, newest first (limit ≤ 1000)",
+    tags=["Signals"],
+    responses=error_responses(400, 401, 403),
+)
+async def list_signals(
+    pool: PoolDep,
+    filters: SignalFiltersDep,
+    limit: Annotated[str | None, QueryParameter(description="1..1000, default 100")] = None,
+    offset: Annotated[str | None, QueryParameter(description="≥ 0, default 0")] = None,
+) -> list[SignalOut]:
+    rows = await Q.api_list_signals.fetch_all(pool, *filters.args(), parse_limit(limit), parse_offset(offset))
     return [signal_out(row) for row in rows]
 
 
@@ -287,32 +311,21 @@ def _signal_csv_row(row: dict[str, Any], zone: Any) -> list[Any]:
 
 @get(
     "/api/v1/trading-signals/export",
-    dependencies={"principal": scoped("signals")},
+    dependencies={"principal": scoped("signals"), "filters": Provide(provide_signal_filters)},
     summary="CSV of the caller's signals (streamed, id order)",
     tags=["Signals"],
     media_type="text/csv",
     responses=error_responses(400, 401, 403),
 )
 async def export_signals(
-    principal: PrincipalDep,
     pool: PoolDep,
-    token_address: Annotated[str | None, QueryParameter(name="tokenAddress")] = None,
-    signal_type: Annotated[str | None, QueryParameter(name="signalType")] = None,
-    start_date: Annotated[str | None, QueryParameter(name="startDate")] = None,
-    end_date: Annotated[str | None, QueryParameter(name="endDate")] = None,
+    filters: SignalFiltersDep,
     timezone: Annotated[str | None, QueryParameter(description="IANA zone for the time columns")] = None,
 ) -> Stream:
-    filters = (
-        principal.user_id,
-        trimmed(token_address),
-        trimmed(signal_type),
-        parse_datetime(start_date, "startDate"),
-        parse_datetime(end_date, "endDate"),
-    )
     zone = parse_timezone(timezone)
 
     async def fetch(after: int, size: int) -> list[dict[str, Any]]:
-        return await Q.api_export_signals.fetch_all(pool, *filters, after, size)
+        return await Q.api_export_signals.fetch_all(pool, *filters.args(), after, size)
 
     header = [
         "Signal ID",
@@ -340,8 +353,7 @@ async def _delete_all(pool: asyncpg.Pool, principal: Principal, confirm: str | N
         raise ApiError(
             400, "Confirmation required", "CONFIRMATION_REQUIRED", message="Add ?confirm=true to delete every signal"
         )
-    tag = await Q.api_delete_all_signals.execute(pool, principal.user_id)
-    count = int(tag.rsplit(" ", 1)[-1])
+    count = affected(await Q.api_delete_all_signals.execute(pool, principal.user_id))
     return DeleteAllResponse(success=True, deleted_count=count, message="All trading signals deleted successfully")
 
 
@@ -377,8 +389,11 @@ def _signal_id(raw: str) -> int:
     return value
 
 
-def _not_found() -> ApiError:
-    return ApiError(404, "Trading signal not found", "NOT_FOUND")
+async def _owned_signal(conn: Any, signal_id: int, principal: Principal) -> dict[str, Any]:
+    row = await Q.api_get_signal.fetch_one(conn, signal_id, principal.user_id)
+    if row is None:
+        raise signal_not_found()
+    return row
 
 
 @get(
@@ -389,10 +404,7 @@ def _not_found() -> ApiError:
     responses=error_responses(400, 401, 403, 404),
 )
 async def get_signal(signal_id: SignalId, principal: PrincipalDep, pool: PoolDep) -> SignalOut:
-    row = await Q.api_get_signal.fetch_one(pool, _signal_id(signal_id), principal.user_id)
-    if row is None:
-        raise _not_found()
-    return signal_out(row)
+    return signal_out(await _owned_signal(pool, _signal_id(signal_id), principal))
 
 
 @put(
@@ -422,9 +434,7 @@ async def update_signal(
     if data.source is not UNSET:
         changes["source"] = _optional("source", data.source, 100)
     async with transaction(pool) as conn:
-        row = await Q.api_get_signal.fetch_one(conn, sid, principal.user_id)
-        if row is None:
-            raise _not_found()
+        row = await _owned_signal(conn, sid, principal)
         new = {**row, **changes}
         updated = await Q.api_update_signal.fetch_one(
             conn,
@@ -450,9 +460,8 @@ async def update_signal(
     responses=error_responses(400, 401, 403, 404),
 )
 async def delete_signal(signal_id: SignalId, principal: PrincipalDep, pool: PoolDep) -> None:
-    tag = await Q.api_delete_signal.execute(pool, _signal_id(signal_id), principal.user_id)
-    if tag.endswith(" 0"):
-        raise _not_found()
+    if affected(await Q.api_delete_signal.execute(pool, _signal_id(signal_id), principal.user_id)) == 0:
+        raise signal_not_found()
 
 
 ROUTES = [

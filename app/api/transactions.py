@@ -18,8 +18,7 @@ wallet's rows`` holds after every request:
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -28,12 +27,24 @@ from litestar import delete, get, post, put
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from app.api.auth import Principal, jwt_only, scoped
-from app.api.common import AgentRow, WalletRow, owned_agent, refuse_live_wallet, resolve_wallet
+from app.api.common import (
+    AgentRow,
+    WalletRow,
+    owned_agent,
+    refuse_live_row,
+    refuse_live_wallet,
+    require_owned_signal,
+    resolve_wallet,
+)
 from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
-from app.api.ledger_store import Overdraw, apply_deltas, insert_transaction, net_deltas, row_deltas, row_symbols
+from app.api.ledger_store import Overdraw, apply_deltas, net_deltas, record_and_apply, row_deltas, row_symbols
 from app.api.serialization import (
+    Sign,
+    assume_utc,
     bad_request,
+    body_signal_id,
+    column_decimal,
     dec_str,
     error_responses,
     is_base58_address,
@@ -47,24 +58,25 @@ from app.api.serialization import (
     trimmed,
 )
 from app.db import Q, transaction
-from app.trading.ledger import AMOUNT_18, PCT_4, SOL_8, fits_numeric, quantize
+from app.trading.ledger import AMOUNT_18, PCT_4, SOL_8
 
 TransactionType = Literal["DEPOSIT", "SWAP", "BURN", "WITHDRAWAL"]
 MAX_ROUTES_BYTES = 65_536
 UNSET: Any = msgspec.UNSET
 
-# Column → (precision, scale, must be ≥ 0). Values are rounded half-even to the column scale.
-DECIMAL_COLUMNS: dict[str, tuple[int, int, bool]] = {
-    "transaction_value_usd": (20, SOL_8, True),
-    "fees": (20, SOL_8, True),
-    "input_amount": (30, AMOUNT_18, True),
-    "input_price": (30, AMOUNT_18, True),
-    "output_amount": (30, AMOUNT_18, True),
-    "output_price": (30, AMOUNT_18, True),
-    "slippage": (10, PCT_4, False),
-    "price_impact": (10, PCT_4, False),
-    "protocol_fee_sol": (20, SOL_8, True),
-    "network_fee_sol": (20, SOL_8, True),
+# Column → (precision, scale, sign rule of serialization.column_decimal). Values are rounded half-even to the
+# column scale.
+DECIMAL_COLUMNS: dict[str, tuple[int, int, Sign]] = {
+    "transaction_value_usd": (20, SOL_8, "ge0"),
+    "fees": (20, SOL_8, "ge0"),
+    "input_amount": (30, AMOUNT_18, "ge0"),
+    "input_price": (30, AMOUNT_18, "ge0"),
+    "output_amount": (30, AMOUNT_18, "ge0"),
+    "output_price": (30, AMOUNT_18, "ge0"),
+    "slippage": (10, PCT_4, None),
+    "price_impact": (10, PCT_4, None),
+    "protocol_fee_sol": (20, SOL_8, "ge0"),
+    "network_fee_sol": (20, SOL_8, "ge0"),
 }
 TEXT_LIMITS = {
     "destination_address": 255,
@@ -199,15 +211,7 @@ def transaction_out(row: dict[str, Any]) -> TransactionOut:
 
 
 def _decimal(column: str, value: Decimal | None) -> Decimal | None:
-    if value is None:
-        return None
-    precision, scale, non_negative = DECIMAL_COLUMNS[column]
-    name = CAMEL.get(column, column)
-    if not value.is_finite() or not fits_numeric(value, precision, scale):
-        raise bad_request(f"{name} must be a finite number that fits numeric({precision},{scale})")
-    if non_negative and value < 0:
-        raise bad_request(f"{name} must be greater than or equal to 0")
-    return quantize(value, scale)
+    return None if value is None else column_decimal(CAMEL.get(column, column), value, *DECIMAL_COLUMNS[column])
 
 
 def _text(column: str, value: str | None) -> str | None:
@@ -219,18 +223,6 @@ def _text(column: str, value: str | None) -> str | None:
     if len(text) > TEXT_LIMITS[column]:
         raise bad_request(f"{CAMEL.get(column, column)} must be at most {TEXT_LIMITS[column]} characters")
     return text
-
-
-def _signal_id(value: int | str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, int):
-        return parse_int32(str(value), "signalId must be a positive integer")
-    return parse_int32(value, "signalId must be a positive integer")
-
-
-def _time(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def clean_fields(fields: TransactionFields) -> dict[str, Any]:
@@ -250,9 +242,9 @@ def clean_fields(fields: TransactionFields) -> dict[str, Any]:
             if column in ("input_mint", "output_mint") and out[column] and not is_base58_address(out[column]):
                 raise bad_request(f"{CAMEL[column]} must be a base58 address of 32-44 characters")
         elif column == "signal_id":
-            out[column] = _signal_id(value)
+            out[column] = body_signal_id(value)
         elif column == "transaction_time":
-            out[column] = _time(value)
+            out[column] = assume_utc(value)
         elif column == "routes":
             if value is not None and len(msgspec.json.encode(value)) > MAX_ROUTES_BYTES:
                 raise bad_request(f"routes must be at most {MAX_ROUTES_BYTES} bytes of JSON")
@@ -282,15 +274,6 @@ def check_row(row: dict[str, Any]) -> None:
         raise bad_request("inputMint and outputMint must differ")
 
 
-async def _check_signal(conn: Any, signal_id: int | None, user_id: uuid.UUID) -> None:
-    if signal_id is not None and await Q.api_signal_owned.fetch_val(conn, signal_id, user_id) is None:
-        raise ApiError(404, "Trading signal not found", "NOT_FOUND")
-
-
-def _overdraw(exc: Overdraw, status: int, message: str, code: str) -> ApiError:
-    return exc.to_api_error(status, message, code)
-
-
 # ---------------------------------------------------------------- routes
 
 
@@ -315,13 +298,12 @@ async def create_transaction(
         agent: AgentRow = await owned_agent(conn, data.agent_id, principal.user_id, lock=True)
         wallet: WalletRow = await resolve_wallet(conn, agent, trimmed(data.wallet_address))
         refuse_live_wallet(wallet, "Transactions")
-        await _check_signal(conn, row.get("signal_id"), principal.user_id)
+        await require_owned_signal(conn, row.get("signal_id"), principal.user_id)
         row.update(agent_id=agent.id, wallet_address=wallet.wallet_address)
         try:
-            await apply_deltas(conn, agent.id, wallet.wallet_address, row_deltas(row), row_symbols(row))
+            stored = await record_and_apply(conn, row)
         except Overdraw as exc:
-            raise _overdraw(exc, 400, "Insufficient balance", "INSUFFICIENT_BALANCE") from None
-        stored = await insert_transaction(conn, row)
+            raise exc.to_api_error(400, "Insufficient balance", "INSUFFICIENT_BALANCE") from None
     return transaction_out(stored)
 
 
@@ -388,9 +370,7 @@ async def get_transaction(transaction_id: TxId, principal: PrincipalDep, pool: P
     return transaction_out(row)
 
 
-async def _lock_owned_transaction(
-    conn: Any, raw_id: str, principal: Principal
-) -> tuple[dict[str, Any], WalletRow | None]:
+async def _lock_owned_transaction(conn: Any, raw_id: str, principal: Principal) -> dict[str, Any]:
     """Agent lock, then the row lock; refuses rows of live wallets and withdrawals."""
     tx_id = parse_uuid(raw_id, "Invalid transaction ID format")
     agent_id = await Q.api_transaction_agent.fetch_val(conn, tx_id, principal.user_id)
@@ -400,14 +380,10 @@ async def _lock_owned_transaction(
     row = await Q.api_lock_transaction.fetch_one(conn, tx_id, agent_id)
     if row is None:
         raise ApiError(404, "Transaction not found", "NOT_FOUND")
-    wallet = None
-    if row["wallet_address"] is not None:
-        wallet = await Q.api_get_agent_wallet.fetch_one(conn, row["wallet_address"], agent_id, into=WalletRow)
-        if wallet is not None:
-            refuse_live_wallet(wallet, "Transactions")
+    await refuse_live_row(conn, row, "Transactions")
     if row["transaction_type"] == "WITHDRAWAL":
         raise ApiError(409, "Withdrawal rows are managed by the withdrawal endpoint", "LEDGER_CONFLICT")
-    return row, wallet
+    return row
 
 
 async def _refuse_if_referenced(conn: Any, row: dict[str, Any]) -> None:
@@ -419,6 +395,16 @@ async def _refuse_if_referenced(conn: Any, row: dict[str, Any]) -> None:
         raise ApiError(
             409, "Transaction belongs to a closed trade in the history; its amounts cannot change", "LEDGER_CONFLICT"
         )
+
+
+async def _reconcile(
+    conn: Any, row: dict[str, Any], deltas: dict[str, Decimal], symbols: dict[str, str], refusal: str
+) -> None:
+    """Move the stored row's wallet balances by an edit's or a delete's difference; 409 if it would overdraw."""
+    try:
+        await apply_deltas(conn, row["agent_id"], row["wallet_address"], deltas, symbols)
+    except Overdraw as exc:
+        raise exc.to_api_error(409, refusal, "LEDGER_CONFLICT") from None
 
 
 @put(
@@ -436,22 +422,19 @@ async def update_transaction(
 ) -> TransactionOut:
     changes = clean_fields(data)
     async with transaction(pool) as conn:
-        old, _ = await _lock_owned_transaction(conn, transaction_id, principal)
+        old = await _lock_owned_transaction(conn, transaction_id, principal)
         if data.wallet_address is not UNSET and trimmed(data.wallet_address) != old["wallet_address"]:
             raise bad_request("walletAddress cannot be changed; delete and re-create the transaction")
         new = {**old, **changes}
         check_row(new)
         if "signal_id" in changes:
-            await _check_signal(conn, new["signal_id"], principal.user_id)
+            await require_owned_signal(conn, new["signal_id"], principal.user_id)
         delta = net_deltas(row_deltas(new), row_deltas(old))
         if delta:
             await _refuse_if_referenced(conn, old)
-            try:
-                await apply_deltas(conn, old["agent_id"], old["wallet_address"], delta, row_symbols(new))
-            except Overdraw as exc:
-                raise _overdraw(
-                    exc, 409, "Editing this transaction would make a balance negative", "LEDGER_CONFLICT"
-                ) from None
+            await _reconcile(
+                conn, old, delta, row_symbols(new), "Editing this transaction would make a balance negative"
+            )
         stored = await Q.api_update_transaction.fetch_one(
             conn,
             old["id"],
@@ -494,16 +477,13 @@ async def update_transaction(
 )
 async def delete_transaction(transaction_id: TxId, principal: PrincipalDep, pool: PoolDep) -> None:
     async with transaction(pool) as conn:
-        row, _ = await _lock_owned_transaction(conn, transaction_id, principal)
+        row = await _lock_owned_transaction(conn, transaction_id, principal)
         await _refuse_if_referenced(conn, row)
         reverse = {mint: -delta for mint, delta in row_deltas(row).items()}
         if reverse:
-            try:
-                await apply_deltas(conn, row["agent_id"], row["wallet_address"], reverse, row_symbols(row))
-            except Overdraw as exc:
-                raise _overdraw(
-                    exc, 409, "Deleting this transaction would make a balance negative", "LEDGER_CONFLICT"
-                ) from None
+            await _reconcile(
+                conn, row, reverse, row_symbols(row), "Deleting this transaction would make a balance negative"
+            )
         await Q.api_delete_transaction.execute(conn, row["id"])
 
 

@@ -24,7 +24,7 @@ from litestar.params import JSONBody, PathParameter
 
 from app.api.agents import new_simulation_address
 from app.api.auth import Principal, jwt_only
-from app.api.common import WalletRow, agent_wallets, owned_agent, user_email
+from app.api.common import WalletRow, agent_wallets, owned_agent, sol_usd_price, user_email
 from app.api.deps import PoolDep, PrincipalDep, SettingsDep
 from app.api.errors import ApiError
 from app.api.ledger_store import record_and_apply
@@ -32,6 +32,7 @@ from app.api.serialization import error_responses, iso, json_response, parse_uui
 from app.auth.ratelimit import WALLET_OPS
 from app.config import Settings
 from app.db import Q, transaction
+from app.db.queries import affected
 from app.events import publish
 from app.live.keys import get_keystore
 from app.market.solana_rpc import SolanaRpc
@@ -39,7 +40,6 @@ from app.market.types import MarketError
 from app.trading._num import ZERO, exact
 from app.trading.ledger import SOL_8, parse_balance, quantize
 from app.trading.units import SOL_MINT, lamports_to_sol
-from app.worker.prices import latest_sol_usd
 
 log = logging.getLogger(__name__)
 
@@ -238,16 +238,11 @@ async def clear_wallet(conn: asyncpg.Connection, wallet: WalletRow) -> DeletedCo
         )
     return DeletedCounts(
         positions=len(positions),
-        historical_swaps=_count(swaps),
-        balances=_count(balances),
-        transactions=_count(transactions),
-        balance_snapshots=_count(snapshots),
+        historical_swaps=affected(swaps),
+        balances=affected(balances),
+        transactions=affected(transactions),
+        balance_snapshots=affected(snapshots),
     )
-
-
-def _count(tag: str) -> int:
-    tail = tag.rsplit(" ", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 async def _reset(pool: asyncpg.Pool, address: str, principal: Principal, *, unassign: bool) -> ResetResponse:
@@ -334,6 +329,22 @@ def _deposit_value_usd(amount: Decimal, sol_usd: Decimal | None) -> Decimal:
     return ZERO if sol_usd is None else quantize(amount * sol_usd, SOL_8)
 
 
+def _deposit_check(
+    previous: Decimal, on_chain: Decimal, deposit: Decimal | None, transaction_id: str | None
+) -> Response:
+    """The check-deposits answer; ``deposit`` is None when nothing new arrived."""
+    body = {
+        "success": True,
+        "depositDetected": deposit is not None,
+        "previousBalance": previous,
+        "onChainBalance": on_chain,
+        "depositAmount": deposit,
+        "transactionId": transaction_id,
+        "message": "No new deposit detected" if deposit is None else f"Deposit of {deposit} SOL recorded",
+    }
+    return json_response(body, numbers=True)
+
+
 @post(
     "/api/v1/wallets/{wallet_address:str}/check-deposits",
     dependencies={"principal": jwt_only(rate_limit=WALLET_OPS)},
@@ -372,18 +383,8 @@ async def check_deposits(
         recorded = ZERO if recorded_text is None else parse_balance(recorded_text)
         increase = on_chain - recorded
         if increase <= DEPOSIT_THRESHOLD_SOL:
-            body: dict[str, Any] = {
-                "success": True,
-                "depositDetected": False,
-                "previousBalance": recorded,
-                "onChainBalance": on_chain,
-                "depositAmount": None,
-                "transactionId": None,
-                "message": "No new deposit detected",
-            }
-            return json_response(body, numbers=True)
-        sol_usd = await latest_sol_usd(conn)
-        price = None if sol_usd is None else sol_usd.price_usd
+            return _deposit_check(recorded, on_chain, None, None)
+        price = await sol_usd_price(conn)
         row = await record_and_apply(
             conn,
             {
@@ -398,16 +399,7 @@ async def check_deposits(
                 "input_price": price,
             },
         )
-    body = {
-        "success": True,
-        "depositDetected": True,
-        "previousBalance": recorded,
-        "onChainBalance": on_chain,
-        "depositAmount": increase,
-        "transactionId": str(row["id"]),
-        "message": f"Deposit of {increase} SOL recorded",
-    }
-    return json_response(body, numbers=True)
+    return _deposit_check(recorded, on_chain, increase, str(row["id"]))
 
 
 ROUTES = [list_wallets, assign_wallet, reset_wallet, unassign_wallet, check_deposits]
