@@ -84,6 +84,17 @@ SELECT $19, $2, $3, $9, $10, tx.id, $25, $26, $27, $28, $29, $30,
 FROM tx
 RETURNING *;
 
+-- name: exec_link_settled_signal_buy
+-- $1 signal_id, $2 agent_id, $3 the buy live settlement just recorded. The pair's one execution row becomes
+-- success pointing at it: inserted when absent, or replacing the intake's failed/skipped row of that pair. A
+-- success row (for another buy) is left alone; nothing is returned then.
+INSERT INTO signal_executions (signal_id, agent_id, status, transaction_id, executed_at)
+VALUES ($1, $2, 'success', $3, clock_timestamp())
+ON CONFLICT (signal_id, agent_id) DO UPDATE
+SET status = 'success', error = NULL, transaction_id = EXCLUDED.transaction_id, executed_at = EXCLUDED.executed_at
+WHERE signal_executions.status <> 'success'
+RETURNING id;
+
 -- name: exec_insert_transaction
 INSERT INTO agent_transactions (
     agent_id, wallet_address, transaction_type, transaction_value_usd, transaction_time, signal_id, fees, routes,

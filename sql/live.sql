@@ -207,6 +207,3 @@ RETURNING wallet_address, agent_id, status, blocked, report, checked_at, acknowl
 
 -- name: live_wallet_blocked
 SELECT blocked FROM live_wallet_reconciliations WHERE wallet_address = $1;
-
--- name: live_signal_symbol
-SELECT symbol FROM trading_signals WHERE id = $1;

@@ -2,7 +2,8 @@
 
 ``execute`` runs the whole crash-safe sequence for one swap:
 
-1. refuse early (config switch, kill switch, drift block, loss/position rails, quote rails);
+1. refuse early (a quote this route cannot execute, config switch, kill switch, drift block,
+   loss/position rails, quote rails);
 2. settle whatever an earlier process left unresolved for this wallet (never trade on top of an
    unknown outcome);
 3. build and sign the transaction (nothing sent yet);
@@ -249,6 +250,7 @@ class LiveExecutor:
                 raise
 
     async def _execute(self, quote: Quote, wallet: str, agent_id: uuid.UUID, side: str, intent: dict[str, Any]) -> Fill:
+        self.require_executable(quote, wallet)
         guard.check_enabled(self.settings)
         if not self.keystore.has(wallet):
             raise LiveRefused("WALLET_NOT_LOADED", f"No private key loaded for wallet {wallet}")
@@ -272,7 +274,6 @@ class LiveExecutor:
         async with self.pool.acquire() as conn:
             await gates(conn)
         await self.settle_before_order(wallet)
-        quote = await self.executable_quote(quote, wallet)
         rails.check_quote(
             quote, max_impact=self.settings.live_max_price_impact, max_slippage_bps=self.settings.live_max_slippage_bps
         )
@@ -303,16 +304,20 @@ class LiveExecutor:
                 f"Wallet {wallet} has a live swap awaiting settlement; new orders wait until it is recorded",
             )
 
-    async def executable_quote(self, quote: Quote, wallet: str) -> Quote:
-        """The route needs its own kind of quote (Metis quote for /swap, Ultra order with this taker).
-        A quote from another source is replaced by a fresh one for the same input amount."""
+    def require_executable(self, quote: Quote, wallet: str) -> None:
+        """The route executes only its own kind of quote (a Metis quote for /swap, an Ultra order built
+        for this wallet), i.e. one from :meth:`quote`. Anything else is refused, never replaced: a fresh
+        quote would execute other amounts than the trade was sized, impact-checked and priced on."""
         if self.swapper.swap_api == "metis":
             usable = quote.request_id.startswith(METIS_REQUEST_PREFIX)
         else:
             usable = bool(quote.transaction) and quote.payload.get("taker") in (None, wallet)
-        if usable:
-            return quote
-        return await self.swapper.quote(quote.input_mint, quote.output_mint, quote.in_amount, wallet=wallet)
+        if not usable:
+            raise LiveRefused(
+                "QUOTE_NOT_EXECUTABLE",
+                f"The live {self.swapper.swap_api} route cannot execute this quote (request {quote.request_id}); "
+                "live trades are quoted by the live executor",
+            )
 
     async def _send_and_confirm(self, swap_id: uuid.UUID, prepared: Prepared, side: str) -> Fill:
         quote = prepared.quote
@@ -340,7 +345,7 @@ class LiveExecutor:
             await swaplog.release_lease(self.pool, swap_id, self.instance_id)
             raise SwapError(
                 "SWAP_UNCONFIRMED",
-                "Swap not confirmed in time; it will be settled from chain when its outcome is known",
+                f"Swap unconfirmed; settlement will record it if it lands (signature {prepared.signature})",
                 signature=prepared.signature,
             )
         if seen.kind == "expired":

@@ -67,8 +67,8 @@ async def build_live_executor(
 
 
 async def _live_executor(ctx: WorkerContext) -> LiveExecutor:
-    """The execution context's live executor, or one built for settlement only (no keys needed);
-    built once per process, whichever service asks first."""
+    """The execution context's live executor (built with it when this process holds keys), or else
+    one for settlement only; resolved once per process, whichever service asks first."""
     from app.worker import components
 
     async with ctx.components.setdefault("_live_lock", asyncio.Lock()):
@@ -76,9 +76,8 @@ async def _live_executor(ctx: WorkerContext) -> LiveExecutor:
         if cached is not None:
             return cached
         execution = await components.execution(ctx)
-        existing = execution.live_executor
-        if isinstance(existing, LiveExecutor):
-            built = existing
+        if isinstance(execution.live_executor, LiveExecutor):
+            built = execution.live_executor
         else:
             market = await components.market(ctx)
             built = LiveExecutor(
@@ -87,8 +86,6 @@ async def _live_executor(ctx: WorkerContext) -> LiveExecutor:
                 build_swapper(ctx.settings, market.session, market.rpc),
                 sol_usd=execution.sol_usd_price,
             )
-            if existing is None and len(built.keystore):
-                execution.live_executor = built
         ctx.components["live_executor"] = built
         return built
 

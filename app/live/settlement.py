@@ -13,7 +13,10 @@ For one swap (:meth:`Settlement.settle`):
   re-sent from here.
 * ``confirmed``: write the ledger through the execution module's ``record_*_fill`` in one transaction
   (agent → balances → position locks), ending with :func:`app.live.executor.mark_fill_settled`; a
-  concurrent recorder makes that raise and this transaction roll back.
+  concurrent recorder makes that raise and this transaction roll back. The journaled intent (written
+  by the execution module: :class:`~app.worker.execution.BuyIntent`,
+  :class:`~app.worker.execution.TakeProfitIntent`) supplies what the chain cannot tell: the symbol,
+  the signal and its execution row, the take-profit levels and moon bag.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -45,14 +48,7 @@ from app.worker.executor import Fill
 log = logging.getLogger(__name__)
 
 SolUsdPrice = Callable[[], Awaitable[Decimal | None]]
-
-
-class TakeProfitSlice(msgspec.Struct, frozen=True, kw_only=True):
-    """The three fields of a take-profit decision the sale planner reads (from the journaled intent)."""
-
-    levels_executed: int
-    activate_moon_bag: bool
-    moon_bag_amount: Decimal
+T = TypeVar("T")
 
 
 class SettlementBlocked(Exception):
@@ -70,6 +66,15 @@ async def _lock_balances(conn: asyncpg.Connection, wallet: str, tokens: list[str
 
 def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _journaled(intent: dict[str, Any], kind: str, into: type[T]) -> T:
+    """The intent the execution module journaled for this swap; one it did not write cannot be settled
+    automatically (guessing levels or a signal would record a different trade than was decided)."""
+    try:
+        return msgspec.convert(intent, into, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettlementBlocked(f"{kind} intent is incomplete: {exc}") from None
 
 
 class Settlement:
@@ -182,21 +187,31 @@ class Settlement:
             raise SettlementBlocked(f"agent {row.agent_id} no longer exists")
         tokens = [SOL_MINT, row.token_mint]
         if kind == "buy":
+            buy = _journaled(intent, kind, execution.BuyIntent)
             locked = await _lock_balances(conn, row.wallet_address, tokens)
-            await execution.record_buy_fill(
+            result = await execution.record_buy_fill(
                 conn,
                 agent_id=row.agent_id,
                 wallet_address=row.wallet_address,
                 token_address=row.output_mint,
-                token_symbol=await self._buy_symbol(conn, intent),
+                token_symbol=buy.token_symbol,
                 cfg=load_config(agent["trading_config"]),
                 fill=fill,
                 token_decimals=decimals,
                 sol_usd=sol_usd,
-                signal_id=intent.get("signal_id"),
+                signal_id=buy.signal_id,
                 locked_balances=locked,
                 executor=marker,
             )
+            if buy.signal_execution and buy.signal_id is not None:
+                linked = await execution.link_settled_signal_buy(
+                    conn, signal_id=buy.signal_id, agent_id=row.agent_id, transaction_id=result.transaction_id
+                )
+                if not linked:
+                    log.error(
+                        "landed signal buy recorded, but its execution row already points at another buy",
+                        extra={"fields": {"signal_id": buy.signal_id, "transaction_id": str(result.transaction_id)}},
+                    )
             return
         position_id = intent.get("position_id")
         if position_id is None:
@@ -219,22 +234,7 @@ class Settlement:
             await execution.record_dca_fill(conn, cfg=load_config(agent["trading_config"]), **common)
         elif kind == "take_profit":
             await execution.record_take_profit_fill(
-                conn,
-                intent=TakeProfitSlice(  # type: ignore[arg-type]
-                    levels_executed=int(intent.get("levels_executed") or 0),
-                    activate_moon_bag=bool(intent.get("activate_moon_bag")),
-                    moon_bag_amount=Decimal(str(intent.get("moon_bag_amount") or "0")),
-                ),
-                **common,
+                conn, intent=_journaled(intent, kind, execution.TakeProfitIntent), **common
             )
         else:
             raise SettlementBlocked(f"unknown intent kind {kind!r}")
-
-    @staticmethod
-    async def _buy_symbol(conn: asyncpg.Connection, intent: dict[str, Any]) -> str | None:
-        if intent.get("token_symbol"):
-            return str(intent["token_symbol"])
-        signal_id = intent.get("signal_id")
-        if signal_id is None:
-            return None
-        return await Q.live_signal_symbol.fetch_val(conn, int(signal_id))

@@ -45,6 +45,7 @@ import msgspec
 from app import events
 from app.config import Settings
 from app.db import Q, transaction
+from app.live.services import build_live_executor
 from app.market.types import MarketError, MetricsSource, Quote, Quoter, SolUsdSource
 from app.metrics import TRADE_EXECUTION_LATENCY, TRADE_EXECUTION_TOTAL
 from app.trading._num import ZERO, plain
@@ -83,15 +84,17 @@ from app.trading.trades import (
     plan_take_profit_sale,
 )
 from app.trading.units import LAMPORTS_PER_SOL, SOL_DECIMALS, SOL_MINT, sol_to_lamports, to_raw
-from app.worker.executor import Fill, SimulationExecutor, SwapExecutor
+from app.worker.executor import Fill, QuotingSwapExecutor, SimulationExecutor, SwapExecutor
 
 __all__ = [
     "AlreadyExecuted",
     "BurnResult",
+    "BuyIntent",
     "BuyResult",
     "DcaResult",
     "ExecutionContext",
     "SaleResult",
+    "TakeProfitIntent",
     "TakeProfitResult",
     "TradeError",
     "UpstreamError",
@@ -102,6 +105,7 @@ __all__ = [
     "execute_dca_buy",
     "execute_full_sale",
     "execute_take_profit_sale",
+    "link_settled_signal_buy",
     "record_burn",
     "record_buy_fill",
     "record_dca_fill",
@@ -152,8 +156,9 @@ class _Stale(Exception):
 class ExecutionContext:
     """Everything a trade needs; built once per process (:func:`build_execution_context`).
 
-    ``executor`` fills simulation wallets; ``live_executor`` (issue 7) fills live wallets and is None
-    until live trading is wired, in which case a live wallet cannot trade (``WALLET_NOT_LOADED``).
+    ``quoter``/``executor`` quote and fill simulation wallets. ``live_executor`` quotes *and* fills live
+    wallets; it is None when this process holds no wallet key, and then a live wallet cannot trade
+    (``WALLET_NOT_LOADED``).
     """
 
     pool: asyncpg.Pool
@@ -165,13 +170,23 @@ class ExecutionContext:
     market: Any = None
     metrics: MetricsSource | None = None
     decimals_lookup: Callable[[str], Awaitable[int]] | None = None
-    live_executor: SwapExecutor | None = None
+    live_executor: QuotingSwapExecutor | None = None
     max_open_positions: int = MAX_OPEN_POSITIONS
     _decimals: dict[str, int] = field(default_factory=lambda: {SOL_MINT: SOL_DECIMALS})
 
     def executor_for(self, wallet_type: str | None) -> SwapExecutor:
         if wallet_type == "simulation":
             return self.executor
+        return self._live_for(wallet_type)
+
+    def quoter_for(self, wallet_type: str | None) -> Quoter:
+        """Live wallets are quoted by their executor, so the quote a trade is sized, impact-guarded and
+        fee-estimated on is the very quote that gets executed."""
+        if wallet_type == "simulation":
+            return self.quoter
+        return self._live_for(wallet_type)
+
+    def _live_for(self, wallet_type: str | None) -> QuotingSwapExecutor:
         if wallet_type == "live" and self.live_executor is not None:
             return self.live_executor
         raise TradeError(
@@ -246,7 +261,7 @@ async def build_execution_context(settings: Settings, pool: asyncpg.Pool, market
 
         market = await open_market(settings)
     seed = settings.sim_random_seed
-    return ExecutionContext(
+    context = ExecutionContext(
         pool=pool,
         settings=settings,
         quoter=market.quoter,
@@ -257,6 +272,8 @@ async def build_execution_context(settings: Settings, pool: asyncpg.Pool, market
         metrics=getattr(market, "metrics", None),
         decimals_lookup=_decimals_lookup_for(market),
     )
+    context.live_executor = await build_live_executor(settings, pool, market, sol_usd=context.sol_usd_price)
+    return context
 
 
 # --------------------------------------------------------------------------------------------------
@@ -549,14 +566,16 @@ async def _quote(
     output_mint: str,
     amount_raw: int,
     *,
-    taker: str | None,
+    wallet: str,
+    wallet_type: str,
     token: str,
     failure: tuple[str, str],
 ) -> Quote:
     code, prefix = failure
+    quoter = ctx.quoter_for(wallet_type)
     try:
         async with asyncio.timeout(QUOTE_TIMEOUT_S):
-            return await ctx.quoter.quote(input_mint, output_mint, amount_raw, taker=taker)
+            return await quoter.quote(input_mint, output_mint, amount_raw, taker=_taker(wallet, wallet_type))
     except TimeoutError:
         raise UpstreamError(code, f"{prefix}: Jupiter quote request timed out for {token}", "TIMEOUT") from None
     except MarketError as exc:
@@ -597,6 +616,15 @@ def _taker(wallet: str, wallet_type: str | None) -> str | None:
 
 
 _BUY_FAILURE = ("EXECUTION_FAILED", "Trade execution failed")
+
+
+class BuyIntent(msgspec.Struct, frozen=True, kw_only=True):
+    """What a buy journals beside a live swap (``live_swaps.intent``): all settlement needs to record a
+    fill that landed after the trade transaction gave up exactly as that transaction would have."""
+
+    token_symbol: str
+    signal_id: int | None
+    signal_execution: bool  # a signal-driven buy: the (signal, agent) execution row must end up "success"
 
 
 @dataclass(frozen=True, slots=True)
@@ -730,9 +758,10 @@ async def _plan_buy(
         )
     size = resolve_buy_size(balance, cfg, position_size, ctx.rng)
     decimals = await ctx.token_decimals(token)
-    taker = _taker(wallet, wallet_type)
-    quote = await _quote_with_impact_guard(ctx, cfg, token, size, taker)
-    quote, debit = await _fit_reserve(ctx, cfg, quote, token, decimals, balance, position_size is not None, taker)
+    quote = await _quote_with_impact_guard(ctx, cfg, token, size, wallet, wallet_type)
+    quote, debit = await _fit_reserve(
+        ctx, cfg, quote, token, decimals, balance, position_size is not None, wallet, wallet_type
+    )
     return _BuyPlan(
         cfg=cfg,
         raw_config=snap["trading_config"],
@@ -747,12 +776,21 @@ async def _plan_buy(
 
 
 async def _quote_with_impact_guard(
-    ctx: ExecutionContext, cfg: AgentTradingConfig, token: str, size: Decimal, taker: str | None
+    ctx: ExecutionContext, cfg: AgentTradingConfig, token: str, size: Decimal, wallet: str, wallet_type: str
 ) -> Quote:
     """§4.3 step 4: a quote whose price impact is within ``maxPriceImpact``, retrying at 90/80/70 %."""
 
     async def quote_for(sol: Decimal) -> Quote:
-        return await _quote(ctx, SOL_MINT, token, sol_to_lamports(sol), taker=taker, token=token, failure=_BUY_FAILURE)
+        return await _quote(
+            ctx,
+            SOL_MINT,
+            token,
+            sol_to_lamports(sol),
+            wallet=wallet,
+            wallet_type=wallet_type,
+            token=token,
+            failure=_BUY_FAILURE,
+        )
 
     max_impact = cfg.purchase_limits.max_price_impact
     first = await quote_for(size)
@@ -786,7 +824,8 @@ async def _fit_reserve(
     decimals: int,
     balance: Decimal,
     explicit: bool,
-    taker: str | None,
+    wallet: str,
+    wallet_type: str,
 ) -> tuple[Quote, Decimal]:
     """Make the buy keep ``minimumAgentBalance`` *including fees*.
 
@@ -814,7 +853,9 @@ async def _fit_reserve(
     lamports -= RESERVE_MARGIN_LAMPORTS
     if lamports <= 0:
         raise calc_error
-    smaller = await _quote(ctx, SOL_MINT, token, lamports, taker=taker, token=token, failure=_BUY_FAILURE)
+    smaller = await _quote(
+        ctx, SOL_MINT, token, lamports, wallet=wallet, wallet_type=wallet_type, token=token, failure=_BUY_FAILURE
+    )
     max_impact = cfg.purchase_limits.max_price_impact
     if max_impact is not None and not retry_impact_accepted(smaller.price_impact, max_impact):
         raise price_impact_error(smaller.price_impact, max_impact)
@@ -895,7 +936,13 @@ async def _commit_buy(
             wallet=plan.wallet,
             agent_id=agent_id,
             side="buy",
-            intent={"kind": "buy", "token": token_address, "token_symbol": symbol, "signal_id": signal_id},
+            intent={
+                "kind": "buy",
+                "token": token_address,
+                **msgspec.structs.asdict(
+                    BuyIntent(token_symbol=symbol, signal_id=signal_id, signal_execution=signal_execution is not None)
+                ),
+            },
             failure=_BUY_FAILURE,
         )
         result = await record_buy_fill(
@@ -1062,6 +1109,24 @@ async def record_buy_fill(
     )
 
 
+async def link_settled_signal_buy(
+    conn: asyncpg.Connection, *, signal_id: int, agent_id: uuid.UUID, transaction_id: uuid.UUID
+) -> bool:
+    """Make the (signal, agent) execution row ``success`` for a signal buy that live settlement recorded
+    (its swap landed after the trade transaction gave up: ``SWAP_UNCONFIRMED``, or the process died
+    between send and ledger write). Call inside settlement's ledger transaction, after
+    :func:`record_buy_fill`.
+
+    The row is inserted when the intake has none (its claim was rolled back, or has not committed yet:
+    the insert then waits for it), and replaces the row the intake wrote for the pair (the "unconfirmed"
+    failure, or what a re-claim decided while the swap was unresolved, e.g. ``WALLET_BUSY``): one row
+    per pair, and ``success`` exactly when the buy exists. False when the pair already has a ``success``
+    row for another buy (left alone: the landed swap is recorded all the same).
+    """
+    linked = await Q.exec_link_settled_signal_buy.fetch_val(conn, signal_id, agent_id, transaction_id)
+    return linked is not None
+
+
 # --------------------------------------------------------------------------------------------------
 # Shared by the position operations
 
@@ -1165,7 +1230,8 @@ async def _sell_quote(
         token,
         SOL_MINT,
         raw,
-        taker=_taker(snap["wallet_address"], snap["wallet_type"]),
+        wallet=snap["wallet_address"],
+        wallet_type=snap["wallet_type"],
         token=token,
         failure=failure,
     )
@@ -1386,8 +1452,9 @@ async def record_sale_fill(
 _TP_FAILURE = ("TAKE_PROFIT_EXECUTION_FAILED", "Take-profit sale execution failed")
 
 
-class _TakeProfitIntent(msgspec.Struct, frozen=True, kw_only=True):
-    """The slice of a take-profit decision the sale planner reads."""
+class TakeProfitIntent(msgspec.Struct, frozen=True, kw_only=True):
+    """The slice of a take-profit decision the sale planner reads; a live sale journals it, so that
+    settlement updates the position exactly as the trade transaction would have."""
 
     levels_executed: int
     activate_moon_bag: bool
@@ -1413,7 +1480,7 @@ async def execute_take_profit_sale(
     """
     ctx = await _context(ctx)
     started = time.perf_counter()
-    intent = _TakeProfitIntent(
+    intent = TakeProfitIntent(
         levels_executed=levels_executed, activate_moon_bag=activate_moon_bag, moon_bag_amount=moon_bag_amount or ZERO
     )
     try:
@@ -1430,7 +1497,7 @@ async def _take_profit(
     position_id: uuid.UUID,
     sell_amount: Decimal,
     expected_levels_hit: int,
-    intent: _TakeProfitIntent,
+    intent: TakeProfitIntent,
 ) -> TakeProfitResult:
     for _ in range(STALE_RETRIES):
         snap = await _position_snapshot(ctx, position_id)
@@ -1465,13 +1532,7 @@ async def _take_profit(
                     wallet=snap["wallet_address"],
                     agent_id=snap["agent_id"],
                     side="sell",
-                    intent={
-                        "kind": "take_profit",
-                        "position_id": position_id,
-                        "levels_executed": intent.levels_executed,
-                        "activate_moon_bag": intent.activate_moon_bag,
-                        "moon_bag_amount": intent.moon_bag_amount,
-                    },
+                    intent={"kind": "take_profit", "position_id": position_id, **msgspec.structs.asdict(intent)},
                     failure=_TP_FAILURE,
                 )
                 return await record_take_profit_fill(
@@ -1493,7 +1554,7 @@ async def record_take_profit_fill(
     conn: asyncpg.Connection,
     *,
     position: Mapping[str, Any],
-    intent: _TakeProfitIntent,
+    intent: TakeProfitIntent,
     fill: Fill,
     token_decimals: int,
     sol_usd: Decimal | None,
@@ -1664,7 +1725,8 @@ async def _dca(
             SOL_MINT,
             token,
             sol_to_lamports(buy_amount_sol),
-            taker=_taker(snap["wallet_address"], snap["wallet_type"]),
+            wallet=snap["wallet_address"],
+            wallet_type=snap["wallet_type"],
             token=token,
             failure=_DCA_FAILURE,
         )

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import asyncpg
 import msgspec
 
-from app.market.types import Quote
+from app.market.types import Quote, Quoter
 
 Side = Literal["buy", "sell"]
 
@@ -60,6 +60,13 @@ class SwapExecutor(Protocol):
     ) -> Fill: ...
 
     async def on_recorded(self, conn: asyncpg.Connection, fill: Fill) -> None: ...
+
+
+@runtime_checkable
+class QuotingSwapExecutor(SwapExecutor, Quoter, Protocol):
+    """An executor that quotes its own swaps (live wallets: a Metis quote, or an Ultra order built for
+    the wallet). The trade path sizes, impact-guards and fee-estimates a trade on the quote it then
+    hands back to :meth:`execute`, so what was planned is what gets executed."""
 
 
 class SimulationExecutor:

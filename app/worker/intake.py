@@ -143,7 +143,9 @@ async def _buy_for(ctx: ExecutionContext, conn: asyncpg.Connection, signal: Sign
         except AlreadyExecuted:
             return Outcome(agent.id, "duplicate")
         except TradeError as err:
-            level = logging.WARNING if err.code == "INSUFFICIENT_BALANCE" else logging.INFO
+            # A live SWAP_UNCONFIRMED is recorded as failed like any refusal: no buy exists yet. If its swap
+            # lands later, settlement turns this row into the buy's success row (docs/worker.md §3.1).
+            level = logging.WARNING if err.code in ("INSUFFICIENT_BALANCE", "SWAP_UNCONFIRMED") else logging.INFO
             log.log(level, "signal buy failed", extra={"fields": {"code": err.code, "error": err.message}})
             return Outcome(agent.id, "failed", err.message)
         except INFRASTRUCTURE_ERRORS:

@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from app.live.rails import LiveRefused
 from tests.factories import access_headers, create_user
+from tests.in_loop import InLoopClient
 from tests.live.conftest import OPERATOR, LiveRig, headers, new_mint, wait_for
 
 
@@ -47,15 +48,16 @@ async def test_user_kill_switch_stops_new_orders_until_resumed(rig: LiveRig, liv
 
 
 async def test_halt_committed_while_an_order_is_being_built_stops_it(
-    rig: LiveRig, live_client: AsyncTestClient
+    rig: LiveRig, in_loop_client: InLoopClient
 ) -> None:
+    # The halt is posted while the buy waits for the (in-loop) Jupiter fake: the app must run in this loop.
     await rig.setup()
     rig.auto_land()
     rig.jup.delay("swap", 0.3)
 
     async def halt_during_build() -> None:
         await wait_for(lambda: rig.jup.calls["swap"] >= 1)
-        resp = await live_client.post("/api/v1/live/kill-switch", json={"halted": True}, headers=headers(rig))
+        resp = await in_loop_client.post("/api/v1/live/kill-switch", json={"halted": True}, headers=headers(rig))
         assert resp.status_code == 200
 
     halter = asyncio.create_task(halt_during_build())
@@ -65,7 +67,7 @@ async def test_halt_committed_while_an_order_is_being_built_stops_it(
     assert caught.value.code == "KILL_SWITCH"
     assert rig.rpc.calls["sendTransaction"] == 0 and await rig.swaps() == []
     await rig.assert_ledger_matches_chain()
-    await live_client.post("/api/v1/live/kill-switch", json={"halted": False}, headers=headers(rig))
+    await in_loop_client.post("/api/v1/live/kill-switch", json={"halted": False}, headers=headers(rig))
 
 
 async def test_global_kill_switch_is_the_operators(rig: LiveRig, live_client: AsyncTestClient) -> None:
