@@ -20,6 +20,7 @@ from app.config import Settings, load_settings
 from app.db import create_pool
 from app.db.migrate import apply_migrations
 from tests.dbutil import admin_database_url, create_database, drop_database, unique_name
+from tests.in_loop import InLoopClient, in_loop_app_client
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +72,15 @@ async def client(settings: Settings, database_url: str) -> AsyncIterator[AsyncTe
     app = create_app(settings, database_url)
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+async def in_loop_client(settings: Settings, database_url: str) -> AsyncIterator[InLoopClient]:
+    """Like ``client``, but the app runs in the test's own event loop (tests/in_loop.py): use it whenever requests
+    must really run concurrently, or the app must run alongside a fake or worker task of the test's loop.
+    ``client`` blocks the loop for the whole of each request, so ``gather`` through it is sequential."""
+    async with in_loop_app_client(settings, database_url) as http:
+        yield http
 
 
 @pytest.fixture

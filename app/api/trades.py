@@ -27,9 +27,10 @@ import asyncpg
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter
 
 from app.api.auth import Principal, jwt_only
+from app.api.deps import PoolDep, PrincipalDep, SettingsDep
 from app.api.errors import ApiError
 from app.api.serialization import bad_request, encode_json, error_responses, parse_uuid
 from app.config import Settings
@@ -294,7 +295,8 @@ def _buy_params(body: TradeExecuteBody) -> dict[str, Any]:
 
 
 IdempotencyHeader = Annotated[
-    str | None, Parameter(header="Idempotency-Key", description="Optional retry key (≤ 255 printable ASCII chars)")
+    str | None,
+    HeaderParameter(name="Idempotency-Key", description="Optional retry key (≤ 255 printable ASCII chars)"),
 ]
 
 
@@ -310,9 +312,9 @@ IdempotencyHeader = Annotated[
 )
 async def execute_trade(
     request: Request,
-    principal: Principal,
-    pool: asyncpg.Pool,
-    settings: Settings,
+    principal: PrincipalDep,
+    pool: PoolDep,
+    settings: SettingsDep,
     state: State,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
@@ -338,12 +340,12 @@ async def execute_trade(
     responses=error_responses(400, 401, 404, 409, 422, 502, 503),
 )
 async def close_position(
-    agent_id: str,
-    position_id: str,
+    agent_id: FromPath[str],
+    position_id: FromPath[str],
     request: Request,
-    principal: Principal,
-    pool: asyncpg.Pool,
-    settings: Settings,
+    principal: PrincipalDep,
+    pool: PoolDep,
+    settings: SettingsDep,
     state: State,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
@@ -369,7 +371,7 @@ async def close_position(
     tags=["Trades"],
     responses=error_responses(400, 401, 404, 409, 502, 503),
 )
-async def trade_request_status(request_id: str, principal: Principal, pool: asyncpg.Pool) -> Response:
+async def trade_request_status(request_id: FromPath[str], principal: PrincipalDep, pool: PoolDep) -> Response:
     rid = parse_uuid(request_id, "Invalid request ID format")
     row = await Q.trade_request_status.fetch_one(pool, rid, principal.user_id)
     if row is None:

@@ -22,9 +22,10 @@ import aiohttp
 import asyncpg
 import msgspec
 from litestar import Request, Response, post
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, PathParameter
 
 from app.api.auth import Principal, jwt_only
+from app.api.deps import PoolDep, PrincipalDep, SettingsDep
 from app.api.errors import ApiError
 from app.api.serialization import bad_request, dec_str, encode_json, error_responses, is_base58_address, iso
 from app.api.transactions import TransactionOut, transaction_out
@@ -217,13 +218,13 @@ async def _withdraw_live(
     responses=error_responses(400, 401, 404, 409, 422, 502),
 )
 async def withdraw(
-    wallet_address: Annotated[str, Parameter(description="The wallet to withdraw from")],
+    wallet_address: Annotated[str, PathParameter(description="The wallet to withdraw from")],
     request: Request,
-    principal: Principal,
-    pool: asyncpg.Pool,
-    settings: Settings,
+    principal: PrincipalDep,
+    pool: PoolDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[
-        str | None, Parameter(header="Idempotency-Key", description="Optional retry key (≤ 255 printable ASCII)")
+        str | None, HeaderParameter(name="Idempotency-Key", description="Optional retry key (≤ 255 printable ASCII)")
     ] = None,
 ) -> Response:
     key = _idempotency_key(idempotency_key)

@@ -14,9 +14,9 @@ from tests.api.helpers import User, new_user
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits(request: pytest.FixtureRequest) -> None:
-    if "client" in request.fixturenames:
-        client = request.getfixturevalue("client")
-        auth_runtime(client.app.state).limiter.reset()
+    for name in ("client", "in_loop_client"):
+        if name in request.fixturenames:
+            auth_runtime(request.getfixturevalue(name).app.state).limiter.reset()
 
 
 @pytest.fixture

@@ -88,39 +88,3 @@ async def sim_wallet(pool: asyncpg.Pool, agent_id: str | uuid.UUID) -> str:
         "SELECT wallet_address FROM agent_wallets WHERE agent_id = $1 AND wallet_type = 'simulation'",
         uuid.UUID(str(agent_id)),
     )
-
-
-class ThreadedFake:
-    """Serve a fake upstream from its own thread and loop.
-
-    The test client drives the app through a blocking portal, so a fake served on the test's own loop could
-    not answer while a request is in flight; a thread of its own keeps it responsive.
-    """
-
-    def __init__(self, fake: Any) -> None:
-        self.fake = fake
-        self._loop: Any = None
-        self._thread: Any = None
-
-    def __enter__(self) -> Any:
-        import asyncio
-        import threading
-
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.fake.start())
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self.fake.stop())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self.fake
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)

@@ -110,10 +110,10 @@ async def test_duplicate_window(client, pool, user, other) -> None:
     )
 
 
-async def test_concurrent_identical_posts_store_one_row(client, pool, user) -> None:
+async def test_concurrent_identical_posts_store_one_row(in_loop_client, pool, user) -> None:
     body = signal(signalType="Race")
     responses = await asyncio.gather(
-        *(client.post("/api/v1/trading-signals", json=body, headers=user.headers) for _ in range(8))
+        *(in_loop_client.post("/api/v1/trading-signals", json=body, headers=user.headers) for _ in range(8))
     )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 7, statuses
@@ -123,32 +123,35 @@ async def test_concurrent_identical_posts_store_one_row(client, pool, user) -> N
     )
 
 
-async def test_idempotency_key_replays_the_original_response(client, pool, user) -> None:
+async def test_idempotency_key_replays_the_original_response(in_loop_client, pool, user) -> None:
     headers = {**user.headers, "Idempotency-Key": "alert-123"}
-    first = await client.post("/api/v1/trading-signals", json=signal(signalType="Idem"), headers=headers)
+    first = await in_loop_client.post("/api/v1/trading-signals", json=signal(signalType="Idem"), headers=headers)
     assert first.status_code == 201
-    retry = await client.post("/api/v1/trading-signals", json=signal(signalType="Idem"), headers=headers)
+    retry = await in_loop_client.post("/api/v1/trading-signals", json=signal(signalType="Idem"), headers=headers)
     assert retry.status_code == 201 and retry.content == first.content
     assert retry.headers.get("idempotent-replayed") == "true"
     # Same key, different request: refused; a new key is subject to the duplicate window.
-    changed = await client.post(
+    changed = await in_loop_client.post(
         "/api/v1/trading-signals", json=signal(signalType="Idem", signalStrength=2), headers=headers
     )
     assert changed.status_code == 422 and changed.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
     other_key = {**user.headers, "Idempotency-Key": "alert-124"}
     assert (
-        await client.post("/api/v1/trading-signals", json=signal(signalType="Idem"), headers=other_key)
+        await in_loop_client.post("/api/v1/trading-signals", json=signal(signalType="Idem"), headers=other_key)
     ).status_code == 409
     assert await pool.fetchval("SELECT count(*) FROM trading_signals WHERE signal_type = 'Idem'") == 1
     # Concurrent retries with one key: one row, every answer the original.
     key = {**user.headers, "Idempotency-Key": "burst"}
     answers = await asyncio.gather(
-        *(client.post("/api/v1/trading-signals", json=signal(signalType="Burst"), headers=key) for _ in range(6))
+        *(
+            in_loop_client.post("/api/v1/trading-signals", json=signal(signalType="Burst"), headers=key)
+            for _ in range(6)
+        )
     )
     assert {a.status_code for a in answers} == {201}
     assert len({a.content for a in answers}) == 1
     assert await pool.fetchval("SELECT count(*) FROM trading_signals WHERE signal_type = 'Burst'") == 1
-    bad = await client.post(
+    bad = await in_loop_client.post(
         "/api/v1/trading-signals", json=signal(), headers={**user.headers, "Idempotency-Key": "k" * 256}
     )
     assert bad.status_code == 400

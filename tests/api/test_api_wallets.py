@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from decimal import Decimal
@@ -12,7 +13,7 @@ from solders.keypair import Keypair
 
 from app.auth.runtime import auth_runtime
 from app.live.keys import load_keystore, set_keystore
-from tests.api.helpers import USDC, ThreadedFake, assert_ledger_consistent, balance_of, create_agent_via_api, sim_wallet
+from tests.api.helpers import USDC, assert_ledger_consistent, balance_of, create_agent_via_api, sim_wallet
 from tests.factories import SOL_MINT
 from tests.fakes.solana_rpc import FakeSolanaRpc
 
@@ -257,36 +258,66 @@ async def test_wallet_operations_are_rate_limited(client, pool, user) -> None:
     assert statuses == [200] * 5 + [429]
 
 
-async def test_check_deposits_credits_once(client, pool, user, settings, live_keys) -> None:
+async def test_check_deposits_credits_once(in_loop_client, pool, user, settings, live_keys) -> None:
     mine, _ = live_keys
-    agent = await create_agent_via_api(client, user)
-    await assign(client, user, agent["id"], "live", mine)
+    agent = await create_agent_via_api(in_loop_client, user)
+    await assign(in_loop_client, user, agent["id"], "live", mine)
     sim = await sim_wallet(pool, agent["id"])
     url = f"/api/v1/wallets/{mine}/check-deposits"
     assert (
-        await client.post(f"/api/v1/wallets/{sim}/check-deposits", json={"agentId": agent["id"]}, headers=user.headers)
+        await in_loop_client.post(
+            f"/api/v1/wallets/{sim}/check-deposits", json={"agentId": agent["id"]}, headers=user.headers
+        )
     ).status_code == 400
-    assert (await client.post(url, json={"agentId": str(uuid.uuid4())}, headers=user.headers)).status_code == 404
-    with ThreadedFake(FakeSolanaRpc()) as rpc:
+    assert (
+        await in_loop_client.post(url, json={"agentId": str(uuid.uuid4())}, headers=user.headers)
+    ).status_code == 404
+    async with FakeSolanaRpc() as rpc:
         rpc.balances[mine] = 2_750_000_000
-        client.app.state.settings = msgspec.structs.replace(settings, solana_rpc_url=rpc.url)
+        in_loop_client.app.state.settings = msgspec.structs.replace(settings, solana_rpc_url=rpc.url)
         try:
-            first = await client.post(url, json={"agentId": agent["id"]}, headers=user.headers)
+            first = await in_loop_client.post(url, json={"agentId": agent["id"]}, headers=user.headers)
             assert first.status_code == 200, first.text
             body = first.json()
             assert body["depositDetected"] is True and body["depositAmount"] == 2.75 and body["previousBalance"] == 0
             assert await balance_of(pool, mine) == Decimal("2.75")
-            second = await client.post(url, json={"agentId": agent["id"]}, headers=user.headers)
+            second = await in_loop_client.post(url, json={"agentId": agent["id"]}, headers=user.headers)
             assert second.json()["depositDetected"] is False
             rpc.balances[mine] = 2_750_005_000  # drift below 0.00001 SOL is not a deposit
-            assert (await client.post(url, json={"agentId": agent["id"]}, headers=user.headers)).json()[
+            assert (await in_loop_client.post(url, json={"agentId": agent["id"]}, headers=user.headers)).json()[
                 "depositDetected"
             ] is False
             rpc.fail("getBalance", status=500, times=None)
-            failed = await client.post(url, json={"agentId": agent["id"]}, headers=user.headers)
+            failed = await in_loop_client.post(url, json={"agentId": agent["id"]}, headers=user.headers)
             assert failed.status_code == 502
         finally:
-            client.app.state.settings = settings
+            in_loop_client.app.state.settings = settings
+    await assert_ledger_consistent(pool, mine)
+
+
+async def test_concurrent_deposit_checks_credit_once(in_loop_client, pool, user, settings, live_keys) -> None:
+    """Every check reads the chain before it takes the agent lock: the ones that lose the race must see the
+    recorded balance the winner committed, not credit the same SOL again."""
+    mine, _ = live_keys
+    agent = await create_agent_via_api(in_loop_client, user)
+    assert (await assign(in_loop_client, user, agent["id"], "live", mine)).status_code == 201
+    url = f"/api/v1/wallets/{mine}/check-deposits"
+    async with FakeSolanaRpc() as rpc:
+        rpc.balances[mine] = 1_500_000_000
+        in_loop_client.app.state.settings = msgspec.structs.replace(settings, solana_rpc_url=rpc.url)
+        try:
+            answers = await asyncio.gather(
+                *(in_loop_client.post(url, json={"agentId": agent["id"]}, headers=user.headers) for _ in range(4))
+            )
+        finally:
+            in_loop_client.app.state.settings = settings
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert sorted(a.json()["depositDetected"] for a in answers) == [False, False, False, True]
+    assert await balance_of(pool, mine) == Decimal("1.5")
+    deposits = await pool.fetchval(
+        "SELECT count(*) FROM agent_transactions WHERE wallet_address = $1 AND transaction_type = 'DEPOSIT'", mine
+    )
+    assert deposits == 1
     await assert_ledger_consistent(pool, mine)
 
 

@@ -1,6 +1,7 @@
 """Auth tests run with a cheap argon2 cost (the hashes stay argon2id, only faster) and one trusted proxy, so each
 test can speak from its own client IP (``X-Forwarded-For``) and the per-IP login budget never leaks between
-tests. This ``settings`` override is what the shared ``client`` fixture uses for tests in this folder."""
+tests. This ``settings`` override is what the shared ``client`` and ``in_loop_client`` fixtures use for tests in
+this folder."""
 
 from __future__ import annotations
 

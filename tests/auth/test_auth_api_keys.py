@@ -10,13 +10,15 @@ import uuid
 
 import bcrypt
 import pytest
-from litestar import get
+from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
-from app.api.auth import SCOPES, Principal, scoped
+from app.api.auth import SCOPES, scoped
+from app.api.deps import PrincipalDep
 from app.auth.runtime import auth_runtime
 from tests.auth.helpers import bearer, register
 from tests.factories import create_user
+from tests.in_loop import InLoopClient
 
 KEY_FORMAT = re.compile(r"^nex_[A-Za-z0-9_-]{32}$")
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -25,17 +27,28 @@ ROUTE_SCOPES = sorted(SCOPES - {"full_access"})
 
 def _probe(scope: str):
     @get(f"/test-only/scoped/{scope}", dependencies={"principal": scoped(scope)}, sync_to_thread=False)
-    def probe(principal: Principal) -> dict[str, str | None]:
+    def probe(principal: PrincipalDep) -> dict[str, str | None]:
         return {"userId": str(principal.user_id), "apiKeyId": str(principal.api_key_id)}
 
     return probe
 
 
+def _register_probes(app: Litestar) -> None:
+    for scope in ROUTE_SCOPES:
+        app.register(_probe(scope))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def scope_probes(client: AsyncTestClient) -> None:
     """One route per scope, guarded exactly like the resource routes, on this module's app only."""
-    for scope in ROUTE_SCOPES:
-        client.app.register(_probe(scope))
+    _register_probes(client.app)
+
+
+@pytest.fixture(scope="module")
+def probed_in_loop_client(in_loop_client: InLoopClient) -> InLoopClient:
+    """The scope probes on this module's in-loop app, for requests that must really run concurrently."""
+    _register_probes(in_loop_client.app)
+    return in_loop_client
 
 
 @pytest.fixture
@@ -228,13 +241,15 @@ async def test_deleting_an_imported_key_through_the_api_revokes_it(client: Async
     assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": raw})).status_code == 401
 
 
-async def test_concurrent_first_uses_of_an_imported_key_share_one_bcrypt(client: AsyncTestClient, pool) -> None:
+async def test_concurrent_first_uses_of_an_imported_key_share_one_bcrypt(
+    probed_in_loop_client: InLoopClient, pool
+) -> None:
     # Cost 10 (~60 ms): every request is past its lookup long before the first bcrypt finishes.
     raw, _ = await _imported_key(pool, 8, ["agents"], cost=10)
-    verifier = auth_runtime(client.app.state).api_keys
+    verifier = auth_runtime(probed_in_loop_client.app.state).api_keys
     checks = verifier.bcrypt_checks
     responses = await asyncio.gather(
-        *(client.get("/test-only/scoped/agents", headers={"X-API-Key": raw}) for _ in range(5))
+        *(probed_in_loop_client.get("/test-only/scoped/agents", headers={"X-API-Key": raw}) for _ in range(5))
     )
     assert [r.status_code for r in responses] == [200] * 5
     assert verifier.bcrypt_checks == checks + 1

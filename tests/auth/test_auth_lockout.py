@@ -12,6 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from app.auth.runtime import auth_runtime, utcnow
 from tests.auth.helpers import hash_ops, login, new_email, register
+from tests.in_loop import InLoopClient
 
 WRONG = "Wrong-Password-1"
 
@@ -125,13 +126,13 @@ async def test_unknown_email_locks_exactly_like_an_account(client: AsyncTestClie
     assert (await login(client, unknown, WRONG)).status_code == 401
 
 
-async def test_concurrent_failures_are_all_counted(client: AsyncTestClient, pool) -> None:
+async def test_concurrent_failures_are_all_counted(in_loop_client: InLoopClient, pool) -> None:
     """The increment is one UPDATE: parallel failures cannot under-count (the reference read then wrote)."""
     email = new_email()
-    await register(client, email=email)
-    responses = await asyncio.gather(*(login(client, email, WRONG) for _ in range(5)))
+    await register(in_loop_client, email=email)
+    responses = await asyncio.gather(*(login(in_loop_client, email, WRONG) for _ in range(5)))
     assert sorted(r.status_code for r in responses) == [401] * 5
     row = await counters(pool, email)
     assert row["failed_login_attempts"] == 5
     assert row["locked_until"] is not None
-    assert (await login(client, email)).status_code == 423
+    assert (await login(in_loop_client, email)).status_code == 423

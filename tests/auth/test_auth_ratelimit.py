@@ -7,9 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 from litestar import get, post
+from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
 
-from app.api.auth import Principal, jwt_only, scoped
+from app.api.auth import jwt_only, scoped
+from app.api.deps import PrincipalDep
 from app.auth.ratelimit import LOGIN, RateLimit, SlidingWindowLimiter, client_ip, rate_limit_guard
 from app.auth.runtime import auth_runtime
 from tests.auth.helpers import bearer, from_ip, new_email, register
@@ -29,15 +31,15 @@ class Ticks:
 @pytest.fixture(scope="module", autouse=True)
 def limited_routes(client: AsyncTestClient) -> None:
     @get("/test-only/limited/keyed", dependencies={"principal": scoped("signals", rate_limit=PER_CALLER)})
-    async def keyed(principal: Principal) -> dict[str, str]:
+    async def keyed(principal: PrincipalDep) -> dict[str, str]:
         return {"ok": "yes"}
 
     @post("/test-only/limited/jwt", dependencies={"principal": jwt_only(rate_limit=PER_CALLER)}, status_code=200)
-    async def jwt_limited(principal: Principal) -> dict[str, str]:
+    async def jwt_limited(principal: PrincipalDep) -> dict[str, str]:
         return {"ok": "yes"}
 
     @get("/test-only/limited/public/{thing:str}", guards=[rate_limit_guard(PER_IP)])
-    async def public(thing: str) -> dict[str, str]:
+    async def public(thing: FromPath[str]) -> dict[str, str]:
         return {"thing": thing}
 
     for handler in (keyed, jwt_limited, public):

@@ -12,6 +12,7 @@ import aiohttp
 import msgspec
 import pytest
 from litestar import Litestar, get
+from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -93,7 +94,7 @@ async def test_http_series_use_route_templates_and_unmatched(token_client) -> No
 
 async def test_path_parameters_are_labelled_by_template() -> None:
     @get("/things/{thing_id:uuid}", sync_to_thread=False)
-    def thing(thing_id: uuid.UUID) -> dict[str, str]:
+    def thing(thing_id: FromPath[uuid.UUID]) -> dict[str, str]:
         return {"id": str(thing_id)}
 
     app = Litestar(route_handlers=[thing])

@@ -1,28 +1,22 @@
 """Shared set-up of the withdrawal tests: users, funded wallets, a simulated market, the audit.
 
 Rows are set up with plain SQL (tests/factories) or through the real trade path (app.worker.execution with a
-replay market); withdrawals always go through the real HTTP route or the real service.
+replay market); withdrawals always go through the real HTTP route (the shared ``in_loop_client``, so concurrent
+requests really overlap and the in-loop fake chain can answer the app) or the real service.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import httpx
-import pytest
 
-from app.api.app import create_app
 from app.audit import run_audit
 from app.auth.keys import generate_api_key
-from app.auth.runtime import auth_runtime
 from app.config import Settings
 from app.market.replay import ReplayMarket, SimulatedQuoter
 from app.trading.ledger import parse_balance
@@ -34,41 +28,6 @@ TOKEN = "Wdrw1111111111111111111111111111111111111111"  # 6 decimals, 0.001 SOL 
 DESTINATION = "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"  # a real 32-byte base58 public key
 SOL_USD = Decimal(150)
 FEE = Decimal("0.000005")
-
-
-@asynccontextmanager
-async def in_loop_client(settings: Settings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app served in the test's own event loop (Litestar's test client runs it in a portal thread
-    and blocks this loop during each request): concurrent requests really overlap, and fakes served from
-    this loop (the Solana RPC) can answer the app while it waits."""
-    app = create_app(settings, database_url)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def serve() -> None:
-        # One task enters and leaves the lifespan: its task groups must not span two fixture tasks.
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    server = asyncio.create_task(serve())
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if server.done():
-        waiter.cancel()
-        server.result()  # the start-up failure
-    try:
-        auth_runtime(app.state).limiter.reset()
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
-            yield http
-    finally:
-        stop.set()
-        await server
-
-
-@pytest.fixture(scope="module")
-async def api(settings: Settings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with in_loop_client(settings, database_url) as http:
-        yield http
 
 
 @dataclass

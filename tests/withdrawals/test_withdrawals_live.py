@@ -29,7 +29,8 @@ from app.market.solana_rpc import SolanaRpc
 from tests.dbutil import PROJECT_ROOT
 from tests.factories import SOL_MINT
 from tests.fakes.solana_rpc import FakeSolanaRpc
-from tests.withdrawals.conftest import DESTINATION, assert_audit_clean, body, in_loop_client
+from tests.in_loop import in_loop_app_client
+from tests.withdrawals.conftest import DESTINATION, assert_audit_clean, body
 from tests.withdrawals.live_chain import (
     START_LAMPORTS,
     LiveWallet,
@@ -68,7 +69,7 @@ def live_settings(settings: Settings, chain: FakeSolanaRpc) -> Settings:
 
 @pytest.fixture(scope="module")
 async def live_client(live_settings: Settings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with in_loop_client(live_settings, database_url) as http:
+    async with in_loop_app_client(live_settings, database_url) as http:
         yield http
     set_keystore(None)
 

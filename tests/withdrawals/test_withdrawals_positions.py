@@ -39,20 +39,22 @@ async def _position(pool: asyncpg.Pool, owner: Owner) -> dict | None:
     return None if row is None else dict(row)
 
 
-async def _performance(api, owner: Owner) -> dict[str, Decimal]:
-    resp = await api.get(f"/api/v1/agents/{owner.agent_id}/performance", headers=owner.headers)
+async def _performance(http, owner: Owner) -> dict[str, Decimal]:
+    resp = await http.get(f"/api/v1/agents/{owner.agent_id}/performance", headers=owner.headers)
     assert resp.status_code == 200, resp.text
     return {k: D(str(v)) for k, v in resp.json().items()}
 
 
-async def test_partial_withdrawal_reduces_the_position_at_its_average_cost(api, pool, settings) -> None:
+async def test_partial_withdrawal_reduces_the_position_at_its_average_cost(in_loop_client, pool, settings) -> None:
     owner, position = await _open(pool, settings)
     await store_prices(pool, token_sol="0.0015")
     bought, invested = position["purchase_amount"], position["total_invested_sol"]
-    before = await _performance(api, owner)
+    before = await _performance(in_loop_client, owner)
     amount = quantize(bought / 4, 6)
 
-    resp = await api.post(URL.format(owner.wallet), json=body(str(amount), token=TOKEN), headers=owner.headers)
+    resp = await in_loop_client.post(
+        URL.format(owner.wallet), json=body(str(amount), token=TOKEN), headers=owner.headers
+    )
 
     assert resp.status_code == 201, resp.text
     after_position = await _position(pool, owner)
@@ -68,7 +70,7 @@ async def test_partial_withdrawal_reduces_the_position_at_its_average_cost(api, 
     assert wallet[TOKEN] == bought - amount
 
     # The withdrawn quarter takes its quarter of the unrealised P/L with it: nothing is realised, nothing lost.
-    after = await _performance(api, owner)
+    after = await _performance(in_loop_client, owner)
     assert after["realizedProfitLossSol"] == before["realizedProfitLossSol"]
     assert abs(after["unrealizedProfitLossSol"] - before["unrealizedProfitLossSol"] * 3 / 4) <= D("2e-8")
     await assert_audit_clean(pool)
@@ -91,7 +93,7 @@ async def test_partial_withdrawal_reduces_the_position_at_its_average_cost(api, 
     await assert_audit_clean(pool)
 
 
-async def test_tokens_beyond_the_position_leave_first(api, pool, settings) -> None:
+async def test_tokens_beyond_the_position_leave_first(in_loop_client, pool, settings) -> None:
     owner, position = await _open(pool, settings)
     await pool.execute(
         """INSERT INTO agent_transactions (agent_id, wallet_address, transaction_type, transaction_value_usd,
@@ -108,11 +110,11 @@ async def test_tokens_beyond_the_position_leave_first(api, pool, settings) -> No
         position["purchase_amount"],
     )
 
-    surplus = await api.post(URL.format(owner.wallet), json=body("60", token=TOKEN), headers=owner.headers)
+    surplus = await in_loop_client.post(URL.format(owner.wallet), json=body("60", token=TOKEN), headers=owner.headers)
     assert surplus.status_code == 201 and surplus.json()["position"] is None
     assert await _position(pool, owner) == position
 
-    into = await api.post(URL.format(owner.wallet), json=body("50", token=TOKEN), headers=owner.headers)
+    into = await in_loop_client.post(URL.format(owner.wallet), json=body("50", token=TOKEN), headers=owner.headers)
     assert into.status_code == 201
     reduced = await _position(pool, owner)
     assert reduced["purchase_amount"] == position["purchase_amount"] - 10
@@ -120,13 +122,13 @@ async def test_tokens_beyond_the_position_leave_first(api, pool, settings) -> No
     await assert_audit_clean(pool)
 
 
-async def test_withdrawing_every_token_closes_the_position_without_a_trade(api, pool, settings) -> None:
+async def test_withdrawing_every_token_closes_the_position_without_a_trade(in_loop_client, pool, settings) -> None:
     owner, position = await _open(pool, settings)
     await store_prices(pool, token_sol="0.0009")  # an unrealised loss that must not become a realised one
-    before = await _performance(api, owner)
+    before = await _performance(in_loop_client, owner)
     sol_before = (await balances(pool, owner.wallet))[SOL_MINT]
 
-    resp = await api.post(URL.format(owner.wallet), json=body("all", token=TOKEN), headers=owner.headers)
+    resp = await in_loop_client.post(URL.format(owner.wallet), json=body("all", token=TOKEN), headers=owner.headers)
 
     assert resp.status_code == 201, resp.text
     assert resp.json()["amount"] == str(position["purchase_amount"].normalize())
@@ -134,14 +136,14 @@ async def test_withdrawing_every_token_closes_the_position_without_a_trade(api, 
     assert await _position(pool, owner) is None
     assert await balances(pool, owner.wallet) == {SOL_MINT: sol_before - FEE}
     assert await pool.fetchval("SELECT count(*) FROM agent_historical_swaps WHERE agent_id = $1", owner.agent_id) == 0
-    after = await _performance(api, owner)
+    after = await _performance(in_loop_client, owner)
     assert after["realizedProfitLossSol"] == before["realizedProfitLossSol"] == 0
     assert (after["totalClosedTrades"], after["totalOpenPositions"], after["winRate"]) == (0, 0, 0)
     assert after["unrealizedProfitLossSol"] == 0
     await assert_audit_clean(pool)
 
 
-async def test_closing_after_take_profit_keeps_the_realised_profit(api, pool, settings) -> None:
+async def test_closing_after_take_profit_keeps_the_realised_profit(in_loop_client, pool, settings) -> None:
     owner, position = await _open(pool, settings)
     market_ctx = sim_context(pool, settings)
     market_ctx.market.seek(0)
@@ -156,16 +158,16 @@ async def test_closing_after_take_profit_keeps_the_realised_profit(api, pool, se
     )
     assert tp.outcome == "executed"
     await store_prices(pool, token_sol="0.001")
-    before = await _performance(api, owner)
+    before = await _performance(in_loop_client, owner)
 
-    resp = await api.post(URL.format(owner.wallet), json=body("all", token=TOKEN), headers=owner.headers)
+    resp = await in_loop_client.post(URL.format(owner.wallet), json=body("all", token=TOKEN), headers=owner.headers)
 
     assert resp.status_code == 201, resp.text
     assert resp.json()["position"]["action"] == "closed"
     history = await pool.fetchrow("SELECT * FROM agent_historical_swaps WHERE position_id = $1", position["id"])
     assert history["close_reason"] == "withdrawal"
     assert history["sale_transaction_id"] == uuid.UUID(resp.json()["transaction"]["id"])
-    after = await _performance(api, owner)
+    after = await _performance(in_loop_client, owner)
     # The take-profit P/L moves from the open position into the closed trade, unchanged (to the 8th decimal).
     assert abs(after["realizedProfitLossSol"] - before["realizedProfitLossSol"]) <= D("1e-8")
     assert after["totalClosedTrades"] == 1 and after["totalOpenPositions"] == 0

@@ -15,7 +15,7 @@ D = Decimal
 URL = "/api/v1/wallets/{}/withdraw"
 
 
-async def test_withdrawals_racing_a_buy_exactly_one_wins(api, pool, settings) -> None:
+async def test_withdrawals_racing_a_buy_exactly_one_wins(in_loop_client, pool, settings) -> None:
     # 2 SOL pays for a 1.2 SOL withdrawal or a 1 SOL buy (which must keep the 0.5 SOL reserve), never two of them.
     for round_ in range(4):
         owner = await new_owner(pool, settings, sol="2")
@@ -29,7 +29,7 @@ async def test_withdrawals_racing_a_buy_exactly_one_wins(api, pool, settings) ->
             return "bought"
 
         async def withdraw(owner=owner) -> str:
-            resp = await api.post(URL.format(owner.wallet), json=body("1.2"), headers=owner.headers)
+            resp = await in_loop_client.post(URL.format(owner.wallet), json=body("1.2"), headers=owner.headers)
             assert resp.status_code in (201, 409), resp.text
             return "withdrawn" if resp.status_code == 201 else "refused"
 
@@ -47,11 +47,11 @@ async def test_withdrawals_racing_a_buy_exactly_one_wins(api, pool, settings) ->
     await assert_audit_clean(pool)
 
 
-async def test_concurrent_withdrawals_take_only_what_is_there(api, pool, settings) -> None:
+async def test_concurrent_withdrawals_take_only_what_is_there(in_loop_client, pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="1")
 
     answers = await asyncio.gather(
-        *(api.post(URL.format(owner.wallet), json=body("0.3"), headers=owner.headers) for _ in range(5))
+        *(in_loop_client.post(URL.format(owner.wallet), json=body("0.3"), headers=owner.headers) for _ in range(5))
     )
 
     assert sorted(a.status_code for a in answers) == [201, 201, 201, 409, 409]

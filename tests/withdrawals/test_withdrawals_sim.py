@@ -33,11 +33,13 @@ def url(wallet: str) -> str:
     return f"/api/v1/wallets/{wallet}/withdraw"
 
 
-async def test_sol_withdrawal_debits_amount_and_fee_and_is_listed(api: httpx.AsyncClient, pool, settings) -> None:
+async def test_sol_withdrawal_debits_amount_and_fee_and_is_listed(
+    in_loop_client: httpx.AsyncClient, pool, settings
+) -> None:
     owner = await new_owner(pool, settings, sol="10")
     await store_prices(pool, sol_usd=D("150.25"))
 
-    resp = await api.post(url(owner.wallet), json=body("1.5"), headers=owner.headers)
+    resp = await in_loop_client.post(url(owner.wallet), json=body("1.5"), headers=owner.headers)
 
     assert resp.status_code == 201, resp.text
     out = resp.json()
@@ -50,14 +52,14 @@ async def test_sol_withdrawal_debits_amount_and_fee_and_is_listed(api: httpx.Asy
     assert tx["transactionValueUsd"] == "225.375"  # 1.5 × 150.25, the stored SOL/USD at the time
     assert await balances(pool, owner.wallet) == {SOL_MINT: D("8.499995")}
 
-    listed = await api.get(
+    listed = await in_loop_client.get(
         "/api/v1/agent-transactions",
         params={"agentId": str(owner.agent_id), "transactionType": "WITHDRAWAL"},
         headers=owner.headers,
     )
     assert listed.status_code == 200
     assert [row["id"] for row in listed.json()] == [tx["id"]]
-    deposits = await api.get(
+    deposits = await in_loop_client.get(
         "/api/v1/agent-transactions",
         params={"agentId": str(owner.agent_id), "transactionType": "DEPOSIT"},
         headers=owner.headers,
@@ -66,13 +68,13 @@ async def test_sol_withdrawal_debits_amount_and_fee_and_is_listed(api: httpx.Asy
     await assert_audit_clean(pool)
 
 
-async def test_unknown_price_values_the_row_at_zero_without_inventing_one(api, pool, settings) -> None:
+async def test_unknown_price_values_the_row_at_zero_without_inventing_one(in_loop_client, pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="1")
     await store_prices(pool, sol_usd=None)
 
     # amount as a JSON number (read exactly, never through float)
     payload = msgspec.json.Encoder(decimal_format="number").encode(body(D("0.25")))
-    resp = await api.post(
+    resp = await in_loop_client.post(
         url(owner.wallet), content=payload, headers={**owner.headers, "Content-Type": "application/json"}
     )
 
@@ -85,10 +87,10 @@ async def test_unknown_price_values_the_row_at_zero_without_inventing_one(api, p
     assert (row["transaction_value_usd"], row["input_price"], row["sol_usd_price"]) == (0, None, None)
 
 
-async def test_overdraw_is_a_409_with_the_available_amount(api, pool, settings) -> None:
+async def test_overdraw_is_a_409_with_the_available_amount(in_loop_client, pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="2")
 
-    resp = await api.post(url(owner.wallet), json=body("2"), headers=owner.headers)
+    resp = await in_loop_client.post(url(owner.wallet), json=body("2"), headers=owner.headers)
 
     assert resp.status_code == 409
     err = resp.json()
@@ -98,24 +100,24 @@ async def test_overdraw_is_a_409_with_the_available_amount(api, pool, settings) 
     assert await balances(pool, owner.wallet) == {SOL_MINT: D(2)}
     assert await pool.fetchval("SELECT count(*) FROM withdrawals WHERE agent_id = $1", owner.agent_id) == 0
 
-    token = await api.post(url(owner.wallet), json=body("1", token=TOKEN), headers=owner.headers)
+    token = await in_loop_client.post(url(owner.wallet), json=body("1", token=TOKEN), headers=owner.headers)
     assert token.status_code == 409 and token.json()["details"]["available"] == "0"
 
 
-async def test_all_withdraws_everything_the_fee_leaves(api, pool, settings) -> None:
+async def test_all_withdraws_everything_the_fee_leaves(in_loop_client, pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="3.25")
 
-    resp = await api.post(url(owner.wallet), json=body("all"), headers=owner.headers)
+    resp = await in_loop_client.post(url(owner.wallet), json=body("all"), headers=owner.headers)
 
     assert resp.status_code == 201, resp.text
     assert resp.json()["amount"] == "3.249995"
     assert await balances(pool, owner.wallet) == {SOL_MINT: D(0)}
-    again = await api.post(url(owner.wallet), json=body("all"), headers=owner.headers)
+    again = await in_loop_client.post(url(owner.wallet), json=body("all"), headers=owner.headers)
     assert again.status_code == 409 and again.json()["details"]["available"] == "0"
     await assert_audit_clean(pool)
 
 
-async def test_bad_input_is_a_400_and_moves_nothing(api, pool, settings) -> None:
+async def test_bad_input_is_a_400_and_moves_nothing(in_loop_client, pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="1")
     live_looking = "So11111111111111111111111111111111111111112"
     cases = {
@@ -135,72 +137,76 @@ async def test_bad_input_is_a_400_and_moves_nothing(api, pool, settings) -> None
         "bad token": body("0.1", token="not-a-mint"),
     }
     for name, payload in cases.items():
-        resp = await api.post(url(owner.wallet), json=payload, headers=owner.headers)
+        resp = await in_loop_client.post(url(owner.wallet), json=payload, headers=owner.headers)
         assert resp.status_code == 400, (name, resp.text)
         assert resp.json()["error"], name
-    malformed = await api.post(
+    malformed = await in_loop_client.post(
         url(owner.wallet), content=b"{not json", headers={**owner.headers, "Content-Type": "application/json"}
     )
     assert malformed.status_code == 400
-    bad_key = await api.post(
+    bad_key = await in_loop_client.post(
         url(owner.wallet), json=body("0.1"), headers={**owner.headers, "Idempotency-Key": "k" * 256}
     )
     assert bad_key.status_code == 400
     assert await balances(pool, owner.wallet) == {SOL_MINT: D(1)}
 
 
-async def test_destination_errors_say_what_is_wrong(api, pool, settings) -> None:
+async def test_destination_errors_say_what_is_wrong(in_loop_client, pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="1")
-    not_b58 = await api.post(url(owner.wallet), json=body("0.1", destination="l" * 44), headers=owner.headers)
+    not_b58 = await in_loop_client.post(
+        url(owner.wallet), json=body("0.1", destination="l" * 44), headers=owner.headers
+    )
     assert "base58" in not_b58.json()["error"]
-    short = await api.post(url(owner.wallet), json=body("0.1", destination="3" * 20), headers=owner.headers)
+    short = await in_loop_client.post(url(owner.wallet), json=body("0.1", destination="3" * 20), headers=owner.headers)
     assert "32-byte" in short.json()["error"]
 
 
-async def test_only_the_owner_with_an_access_token_may_withdraw(api, pool, settings) -> None:
+async def test_only_the_owner_with_an_access_token_may_withdraw(in_loop_client, pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="1")
     stranger = await new_owner(pool, settings, sol="1")
 
-    foreign = await api.post(url(owner.wallet), json=body("0.1"), headers=stranger.headers)
+    foreign = await in_loop_client.post(url(owner.wallet), json=body("0.1"), headers=stranger.headers)
     assert foreign.status_code == 404
-    missing = await api.post(url("sim_" + "a" * 30), json=body("0.1"), headers=owner.headers)
+    missing = await in_loop_client.post(url("sim_" + "a" * 30), json=body("0.1"), headers=owner.headers)
     assert missing.status_code == 404
-    key = await api.post(url(owner.wallet), json=body("0.1"), headers=await api_key_headers(pool, owner.id))
+    key = await in_loop_client.post(url(owner.wallet), json=body("0.1"), headers=await api_key_headers(pool, owner.id))
     assert key.status_code == 401
-    anonymous = await api.post(url(owner.wallet), json=body("0.1"))
+    anonymous = await in_loop_client.post(url(owner.wallet), json=body("0.1"))
     assert anonymous.status_code == 401
     # The stranger's 404 looks exactly like a wallet that does not exist.
     assert foreign.json() == missing.json()
     assert await balances(pool, owner.wallet) == {SOL_MINT: D(1)}
 
 
-async def test_idempotent_retry_returns_the_original_withdrawal(api, pool, settings) -> None:
+async def test_idempotent_retry_returns_the_original_withdrawal(in_loop_client, pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="5")
     headers = {**owner.headers, "Idempotency-Key": "withdraw-once-1"}
 
-    first = await api.post(url(owner.wallet), json=body("1"), headers=headers)
-    retry = await api.post(url(owner.wallet), json=body("1.000"), headers=headers)
+    first = await in_loop_client.post(url(owner.wallet), json=body("1"), headers=headers)
+    retry = await in_loop_client.post(url(owner.wallet), json=body("1.000"), headers=headers)
 
     assert first.status_code == retry.status_code == 201
     assert retry.json() == first.json()
     assert retry.headers.get("Idempotent-Replayed") == "true" and "Idempotent-Replayed" not in first.headers
     assert await balances(pool, owner.wallet) == {SOL_MINT: D("3.999995")}
 
-    reused = await api.post(url(owner.wallet), json=body("2"), headers=headers)
+    reused = await in_loop_client.post(url(owner.wallet), json=body("2"), headers=headers)
     assert reused.status_code == 422 and reused.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
     # Keys are per user: another user's identical key is a new withdrawal of their own.
     other = await new_owner(pool, settings, sol="5")
-    theirs = await api.post(
+    theirs = await in_loop_client.post(
         url(other.wallet), json=body("1"), headers={**other.headers, "Idempotency-Key": "withdraw-once-1"}
     )
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
 
 
-async def test_concurrent_retries_with_one_key_withdraw_once(api, pool, settings) -> None:
+async def test_concurrent_retries_with_one_key_withdraw_once(in_loop_client, pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="5")
     headers = {**owner.headers, "Idempotency-Key": "burst-1"}
 
-    answers = await asyncio.gather(*(api.post(url(owner.wallet), json=body("1"), headers=headers) for _ in range(6)))
+    answers = await asyncio.gather(
+        *(in_loop_client.post(url(owner.wallet), json=body("1"), headers=headers) for _ in range(6))
+    )
 
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["id"] for a in answers}) == 1
@@ -208,13 +214,13 @@ async def test_concurrent_retries_with_one_key_withdraw_once(api, pool, settings
     await assert_audit_clean(pool)
 
 
-async def _performance(api, owner) -> dict:
-    resp = await api.get(f"/api/v1/agents/{owner.agent_id}/performance", headers=owner.headers)
+async def _performance(http, owner) -> dict:
+    resp = await http.get(f"/api/v1/agents/{owner.agent_id}/performance", headers=owner.headers)
     assert resp.status_code == 200, resp.text
     return resp.json()
 
 
-async def test_a_sol_withdrawal_is_not_a_loss(api, pool: asyncpg.Pool, settings) -> None:
+async def test_a_sol_withdrawal_is_not_a_loss(in_loop_client, pool: asyncpg.Pool, settings) -> None:
     owner = await new_owner(pool, settings, sol="10")
     await store_prices(pool, token_sol="0.0015")
     await execute_buy(sim_context(pool, settings), agent_id=owner.agent_id, token_address=TOKEN, position_size=D(2))
@@ -227,14 +233,14 @@ async def test_a_sol_withdrawal_is_not_a_loss(api, pool: asyncpg.Pool, settings)
         owner.wallet,
         TOKEN,
     )
-    before = await _performance(api, owner)
+    before = await _performance(in_loop_client, owner)
     async with pool.acquire() as conn:
         snap_before = await wallet_figures(conn, owner.agent_id, owner.wallet)
 
-    resp = await api.post(url(owner.wallet), json=body("3"), headers=owner.headers)
+    resp = await in_loop_client.post(url(owner.wallet), json=body("3"), headers=owner.headers)
     assert resp.status_code == 201
 
-    after = await _performance(api, owner)
+    after = await _performance(in_loop_client, owner)
     for unchanged in (
         "totalProfitLossSol",
         "realizedProfitLossSol",

@@ -1,11 +1,10 @@
-"""Manual buy and close over HTTP, executed by a worker task running next to the app."""
+"""Manual buy and close over HTTP, executed by a worker task running next to the app in the same event loop."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import msgspec
@@ -30,29 +29,23 @@ def ctx(pool, settings):
 
 
 @pytest.fixture
-def worker(settings, database_url) -> Iterator[None]:
-    """The manual-trade service in its own thread and event loop, like a separate worker process.
+async def worker(settings, database_url) -> AsyncIterator[None]:
+    """The manual-trade service as a task of the test's loop, on a pool of its own like a separate worker process.
 
-    (The test client drives the app through a blocking portal, so a service in the test's own loop would
-    be frozen while a request waits for it.)"""
-    stop = threading.Event()
-
-    async def serve() -> None:
-        pool = await create_pool(database_url, min_size=1, max_size=4)
-        context = WorkerContext(settings=settings, pool=pool, database_url=database_url, worker_id="api-test")
-        context.components["execution"] = execution_context(pool, settings, MarketBundle(replay_market()))
-        service = asyncio.create_task(trade_requests_service(context))
-        await asyncio.to_thread(stop.wait)
+    It runs alongside the app of ``in_loop_client`` (which serves requests in this same loop): with Litestar's
+    ``client`` the loop would be blocked for the whole of each request and the service could never answer it."""
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    context = WorkerContext(settings=settings, pool=pool, database_url=database_url, worker_id="api-test")
+    context.components["execution"] = execution_context(pool, settings, MarketBundle(replay_market()))
+    service = asyncio.create_task(trade_requests_service(context))
+    try:
+        yield
+    finally:
         context.stopping.set()
-        await asyncio.wait_for(service, timeout=10)
-        await pool.close()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="trade-worker")
-    thread.start()
-    yield
-    stop.set()
-    thread.join(timeout=20)
-    assert not thread.is_alive()
+        try:
+            await asyncio.wait_for(service, timeout=10)
+        finally:
+            await pool.close()
 
 
 async def owner(pool, settings, fund: str = "3") -> tuple[uuid.UUID, uuid.UUID, str, dict[str, str]]:
@@ -67,11 +60,11 @@ async def buy(client, headers, agent, **extra):
     return await client.post("/api/v1/trades/execute", json=body, headers=headers)
 
 
-async def test_manual_buy_and_close(client, pool, settings, worker):
+async def test_manual_buy_and_close(in_loop_client, pool, settings, worker):
     user, agent, _, headers = await owner(pool, settings)
     signal_id = await insert_signal(pool, user)
 
-    response = await buy(client, headers, agent, positionSize=0.5, signalId=signal_id)
+    response = await buy(in_loop_client, headers, agent, positionSize=0.5, signalId=signal_id)
 
     assert response.status_code == 200, response.text
     body = decode(response.content)
@@ -82,7 +75,7 @@ async def test_manual_buy_and_close(client, pool, settings, worker):
     assert tx["agent_id"] == agent and tx["output_amount"] == body["outputAmount"]
     assert tx["output_price"] == body["purchasePrice"]  # exact digits, through jsonb and back
 
-    close = await client.post(
+    close = await in_loop_client.post(
         f"/api/v1/agent-positions/{agent}/{body['positionId']}/close", json={"reason": "stop_loss"}, headers=headers
     )
 
@@ -94,16 +87,16 @@ async def test_manual_buy_and_close(client, pool, settings, worker):
     )
     assert history["close_reason"] == "stop_loss" and history["profit_loss_sol"] == sale["profitLossSol"]
     assert sale["changePercent"] == history["change_percent"]
-    again = await client.post(f"/api/v1/agent-positions/{agent}/{body['positionId']}/close", headers=headers)
+    again = await in_loop_client.post(f"/api/v1/agent-positions/{agent}/{body['positionId']}/close", headers=headers)
     assert again.status_code == 404 and again.json()["code"] == "POSITION_NOT_FOUND"
 
 
-async def test_idempotent_retries_trade_once(client, pool, settings, worker):
+async def test_idempotent_retries_trade_once(in_loop_client, pool, settings, worker):
     _, agent, _, headers = await owner(pool, settings)
     keyed = {**headers, "Idempotency-Key": "buy-steady-1"}
 
-    first = await buy(client, keyed, agent, positionSize=0.25)
-    second = await buy(client, keyed, agent, positionSize=0.25)
+    first = await buy(in_loop_client, keyed, agent, positionSize=0.25)
+    second = await buy(in_loop_client, keyed, agent, positionSize=0.25)
 
     assert first.status_code == second.status_code == 200
     assert second.headers.get("Idempotent-Replayed") == "true"
@@ -112,13 +105,14 @@ async def test_idempotent_retries_trade_once(client, pool, settings, worker):
         "SELECT count(*) FROM agent_transactions WHERE agent_id = $1 AND transaction_type = 'SWAP'", agent
     )
     assert buys == 1
-    reused = await buy(client, keyed, agent, positionSize=0.3)
+    reused = await buy(in_loop_client, keyed, agent, positionSize=0.3)
     assert reused.status_code == 422 and reused.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
 
     position_id = decode(first.content)["positionId"]
     close_key = {**headers, "Idempotency-Key": "close-steady-1"}
     closes = [
-        await client.post(f"/api/v1/agent-positions/{agent}/{position_id}/close", headers=close_key) for _ in range(2)
+        await in_loop_client.post(f"/api/v1/agent-positions/{agent}/{position_id}/close", headers=close_key)
+        for _ in range(2)
     ]
     assert [c.status_code for c in closes] == [200, 200]
     assert decode(closes[0].content) == decode(closes[1].content)
@@ -128,9 +122,9 @@ async def test_idempotent_retries_trade_once(client, pool, settings, worker):
     assert sells == 1
 
 
-async def test_racing_close_requests_sell_once(client, pool, settings, database_url, worker):
+async def test_racing_close_requests_sell_once(in_loop_client, pool, settings, database_url, worker):
     _, agent, _, headers = await owner(pool, settings)
-    position_id = decode((await buy(client, headers, agent)).content)["positionId"]
+    position_id = decode((await buy(in_loop_client, headers, agent)).content)["positionId"]
     user = await pool.fetchval("SELECT user_id FROM agents WHERE id = $1", agent)
     requests = [
         await pool.fetchval(
@@ -151,7 +145,7 @@ async def test_racing_close_requests_sell_once(client, pool, settings, database_
         for p in pools:
             await p.close()
 
-    answers = [await client.get(f"/api/v1/trades/requests/{r}", headers=headers) for r in requests]
+    answers = [await in_loop_client.get(f"/api/v1/trades/requests/{r}", headers=headers) for r in requests]
     assert sorted(a.status_code for a in answers) == [200, 409, 409]
     assert {a.json()["code"] for a in answers if a.status_code == 409} == {"POSITION_ALREADY_CLOSED"}
     sells = await pool.fetchval(
@@ -160,42 +154,63 @@ async def test_racing_close_requests_sell_once(client, pool, settings, database_
     assert sells == 1
 
 
-async def test_trade_errors_map_to_http(client, pool, settings, worker):
+async def test_concurrent_close_requests_over_http_sell_once(in_loop_client, pool, settings, worker):
+    """Three closes of one position sent at once, all waiting on the app's shared listener: one sale; every
+    other answer says the position is closed (409) or, for a request that arrived after the sale committed,
+    gone (404)."""
+    _, agent, _, headers = await owner(pool, settings)
+    position_id = decode((await buy(in_loop_client, headers, agent)).content)["positionId"]
+    url = f"/api/v1/agent-positions/{agent}/{position_id}/close"
+
+    answers = await asyncio.gather(*(in_loop_client.post(url, headers=headers) for _ in range(3)))
+
+    assert [a.status_code for a in answers].count(200) == 1, [a.text for a in answers]
+    refused = {(a.status_code, a.json()["code"]) for a in answers if a.status_code != 200}
+    assert refused <= {(409, "POSITION_ALREADY_CLOSED"), (404, "POSITION_NOT_FOUND")}, refused
+    sells = await pool.fetchval(
+        "SELECT count(*) FROM agent_transactions WHERE agent_id = $1 AND input_mint = $2", agent, STEADY
+    )
+    assert sells == 1
+
+
+async def test_trade_errors_map_to_http(in_loop_client, pool, settings, worker):
     user, agent, _, headers = await owner(pool, settings)
     _, foreign_agent, _, _ = await owner(pool, settings)
     foreign_signal = await insert_signal(pool, await create_user(pool))
 
-    assert (await buy(client, headers, foreign_agent)).status_code == 404
-    assert (await buy(client, headers, "not-a-uuid")).json()["error"] == "Invalid agent ID format"
-    missing = await client.post("/api/v1/trades/execute", json={"agentId": str(agent)}, headers=headers)
+    assert (await buy(in_loop_client, headers, foreign_agent)).status_code == 404
+    assert (await buy(in_loop_client, headers, "not-a-uuid")).json()["error"] == "Invalid agent ID format"
+    missing = await in_loop_client.post("/api/v1/trades/execute", json={"agentId": str(agent)}, headers=headers)
     assert missing.status_code == 400 and missing.json()["error"] == "tokenAddress is required"
     for bad in (-1, 0, "abc", True):
-        assert (await buy(client, headers, agent, positionSize=bad)).status_code == 400, bad
-    assert (await buy(client, headers, agent, signalId=foreign_signal)).status_code == 404
-    malformed = await client.post("/api/v1/trades/execute", content=b"{nope", headers=headers)
+        assert (await buy(in_loop_client, headers, agent, positionSize=bad)).status_code == 400, bad
+    assert (await buy(in_loop_client, headers, agent, signalId=foreign_signal)).status_code == 404
+    malformed = await in_loop_client.post("/api/v1/trades/execute", content=b"{nope", headers=headers)
     assert malformed.status_code == 400
     assert (
-        await client.post("/api/v1/trades/execute", json={"agentId": str(agent), "tokenAddress": STEADY})
+        await in_loop_client.post("/api/v1/trades/execute", json={"agentId": str(agent), "tokenAddress": STEADY})
     ).status_code == 401
 
-    too_big = await buy(client, headers, agent, positionSize=2.5)
+    too_big = await buy(in_loop_client, headers, agent, positionSize=2.5)
     assert too_big.status_code == 400 and too_big.json()["code"] == "EXCEEDS_MAX_PURCHASE"
-    assert (await buy(client, headers, agent)).status_code == 200
-    exists = await buy(client, headers, agent)
+    assert (await buy(in_loop_client, headers, agent)).status_code == 200
+    exists = await buy(in_loop_client, headers, agent)
     assert exists.status_code == 409 and exists.json() == {
         "error": f"Position already exists for token: {STEADY}",
         "code": "POSITION_EXISTS",
         "details": None,
     }
     position_id = await pool.fetchval("SELECT id FROM agent_positions WHERE agent_id = $1", agent)
-    bad_reason = await client.post(
+    bad_reason = await in_loop_client.post(
         f"/api/v1/agent-positions/{agent}/{position_id}/close", json={"reason": "take_profit"}, headers=headers
     )
     assert bad_reason.status_code == 400
-    assert (await client.post(f"/api/v1/agent-positions/{agent}/nope/close", headers=headers)).status_code == 400
-    foreign = await client.post(f"/api/v1/agent-positions/{foreign_agent}/{position_id}/close", headers=headers)
+    assert (
+        await in_loop_client.post(f"/api/v1/agent-positions/{agent}/nope/close", headers=headers)
+    ).status_code == 400
+    foreign = await in_loop_client.post(f"/api/v1/agent-positions/{foreign_agent}/{position_id}/close", headers=headers)
     assert foreign.status_code == 404 and foreign.json()["error"] == "Agent not found"
-    unknown = await client.post(f"/api/v1/agent-positions/{agent}/{uuid.uuid4()}/close", headers=headers)
+    unknown = await in_loop_client.post(f"/api/v1/agent-positions/{agent}/{uuid.uuid4()}/close", headers=headers)
     assert unknown.status_code == 404 and unknown.json()["code"] == "POSITION_NOT_FOUND"
     del user
 
