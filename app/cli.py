@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -64,6 +65,16 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """In the worker child: ask Linux to SIGTERM it if ``nexgent up`` dies, even by SIGKILL, so no orphan trades on."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the supervisor's stop() still terminates the child on a normal exit
+
+
 class _WorkerSupervisor(threading.Thread):
     """Runs ``nexgent worker`` as a child process and restarts it if it dies, until stopped."""
 
@@ -77,7 +88,9 @@ class _WorkerSupervisor(threading.Thread):
         backoff = 1.0
         while not self.stopping.is_set():
             started = time.monotonic()
-            self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=self.env)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "worker"], env=self.env, preexec_fn=_die_with_parent
+            )
             code = self.proc.wait()
             # Exit code 0 means the worker was asked to stop (SIGTERM to the process group): don't fight it.
             if self.stopping.is_set() or code == 0:
@@ -101,6 +114,11 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
     url = _database_url(settings)
     apply_migrations(url)
+    # uvicorn re-raises the SIGTERM/SIGINT it handled once it has shut down; with the default handler that
+    # kills this process before the finally below stops the worker and the embedded database. Exiting
+    # through SystemExit instead lets the cleanup run.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     supervisor = _WorkerSupervisor(url)
     supervisor.start()
     log.info("serving", extra={"fields": {"url": f"http://{settings.host}:{settings.port}/api/v1/health"}})
