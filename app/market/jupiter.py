@@ -117,7 +117,42 @@ def _require_key(api_key: str | None) -> str:
     return api_key
 
 
-class JupiterUltra:
+class _JupiterSwapApi:
+    """What the Ultra and Metis clients share: the API key every call must send, the base URL, and the
+    retried JSON client their quotes go through (a quote has no side effect, so it is retried)."""
+
+    name: str
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_key: str | None,
+        base_url: str,
+        quote_timeout: float,
+        retry: RetryPolicy,
+        sleep: Sleep,
+    ) -> None:
+        self.api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.http = JsonHttp(session, name=self.name, timeout=timeout(quote_timeout), retry=retry, sleep=sleep)
+
+    def _auth(self) -> dict[str, str]:
+        """The headers of every call; raises ``API_KEY_MISSING`` before anything is sent without a key."""
+        return {"x-api-key": _require_key(self.api_key)}
+
+    async def _fetch_quote(self, path: str, input_mint: str, output_mint: str, amount_raw: int, **params: str) -> Any:
+        """GET ``path`` for a quote of ``amount_raw`` base units of ``input_mint`` into ``output_mint``."""
+        headers = self._auth()
+        return await self.http.get(
+            f"{self.base_url}{path}",
+            params={"inputMint": input_mint, "outputMint": output_mint, "amount": str(amount_raw), **params},
+            headers=headers,
+            error_code=ErrorCode.QUOTE_FAILED,
+        )
+
+
+class JupiterUltra(_JupiterSwapApi):
     """Ultra swap: ``quote`` = GET /v1/order, ``execute`` = POST /v1/execute. Quoter + SwapExecutor."""
 
     name = "jupiter-ultra"
@@ -133,10 +168,10 @@ class JupiterUltra:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.api_key = api_key
-        self.base_url = base_url.rstrip("/")
+        super().__init__(
+            session, api_key=api_key, base_url=base_url, quote_timeout=quote_timeout, retry=retry, sleep=sleep
+        )
         self.execute_timeout = timeout(execute_timeout)
-        self.http = JsonHttp(session, name="jupiter-ultra", timeout=timeout(quote_timeout), retry=retry, sleep=sleep)
 
     async def quote(
         self,
@@ -148,29 +183,23 @@ class JupiterUltra:
         slippage_bps: int | None = None,
     ) -> Quote:
         """Ultra manages slippage itself; ``slippage_bps`` is forwarded only when given."""
-        key = _require_key(self.api_key)
-        params: dict[str, str] = {"inputMint": input_mint, "outputMint": output_mint, "amount": str(amount_raw)}
+        params: dict[str, str] = {}
         if taker:
             params["taker"] = taker
         if slippage_bps is not None:
             params["slippageBps"] = str(slippage_bps)
-        payload = await self.http.get(
-            f"{self.base_url}/v1/order",
-            params=params,
-            headers={"x-api-key": key},
-            error_code=ErrorCode.QUOTE_FAILED,
-        )
+        payload = await self._fetch_quote("/v1/order", input_mint, output_mint, amount_raw, **params)
         return parse_order(payload, taker=taker)
 
     async def execute(self, signed_transaction: str, request_id: str) -> ExecuteResult:
-        key = _require_key(self.api_key)
+        headers = self._auth()
         signature = transaction_signature(signed_transaction)
         ctx = {"request_id": request_id, "signature": signature}
         try:
             payload = await self.http.post(
                 f"{self.base_url}/v1/execute",
                 json={"signedTransaction": signed_transaction, "requestId": request_id},
-                headers={"x-api-key": key},
+                headers=headers,
                 error_code=ErrorCode.EXECUTE_FAILED,
                 retry=NO_RETRY,
                 call_timeout=self.execute_timeout,
@@ -220,7 +249,7 @@ class JupiterUltra:
         )
 
 
-class JupiterMetis:
+class JupiterMetis(_JupiterSwapApi):
     """Swap API v1 for the self-send path: ``quote`` then ``build_swap`` (unsigned tx + expiry)."""
 
     name = "jupiter-metis"
@@ -236,10 +265,10 @@ class JupiterMetis:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.api_key = api_key
-        self.base_url = base_url.rstrip("/")
+        super().__init__(
+            session, api_key=api_key, base_url=base_url, quote_timeout=quote_timeout, retry=retry, sleep=sleep
+        )
         self.default_slippage_bps = default_slippage_bps
-        self.http = JsonHttp(session, name="jupiter-metis", timeout=timeout(quote_timeout), retry=retry, sleep=sleep)
 
     async def quote(
         self,
@@ -252,17 +281,9 @@ class JupiterMetis:
     ) -> Quote:
         """``taker`` is unused by /quote; pass the wallet to :meth:`build_swap`. ``request_id`` is a
         local id (Metis has none)."""
-        key = _require_key(self.api_key)
         bps = self.default_slippage_bps if slippage_bps is None else slippage_bps
-        params = {
-            "inputMint": input_mint,
-            "outputMint": output_mint,
-            "amount": str(amount_raw),
-            "slippageBps": str(bps),
-            "swapMode": "ExactIn",
-        }
-        payload = await self.http.get(
-            f"{self.base_url}/quote", params=params, headers={"x-api-key": key}, error_code=ErrorCode.QUOTE_FAILED
+        payload = await self._fetch_quote(
+            "/quote", input_mint, output_mint, amount_raw, slippageBps=str(bps), swapMode="ExactIn"
         )
         if isinstance(payload, dict) and "requestId" not in payload:
             payload = {**payload, "requestId": f"metis-{uuid.uuid4().hex}"}
@@ -276,7 +297,7 @@ class JupiterMetis:
         """POST /swap → the quote with ``transaction`` (unsigned v0, base64) and
         ``last_valid_block_height`` set. ``payload`` gains ``prioritizationFeeLamports`` so fee
         extraction sees the network fee. Building is side-effect free, so it is retried."""
-        key = _require_key(self.api_key)
+        headers = self._auth()
         body = {
             "userPublicKey": user_public_key,
             "quoteResponse": quote.payload,
@@ -286,7 +307,7 @@ class JupiterMetis:
             **extra,
         }
         resp = await self.http.post(
-            f"{self.base_url}/swap", json=body, headers={"x-api-key": key}, error_code=ErrorCode.QUOTE_FAILED
+            f"{self.base_url}/swap", json=body, headers=headers, error_code=ErrorCode.QUOTE_FAILED
         )
         tx = resp.get("swapTransaction") if isinstance(resp, dict) else None
         lvbh = to_int(resp.get("lastValidBlockHeight")) if isinstance(resp, dict) else None

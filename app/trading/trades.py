@@ -2,9 +2,10 @@
 
 Inputs are what the swap layer reports: raw integer amounts, token decimals, the fees of
 :func:`app.trading.fees.extract_jupiter_fees` and the SOL/USD rate (``None`` when unknown: USD
-values are then ``None`` and the caller decides, we never invent a rate, §16.21). Outputs are
-already quantized to their column scales (:mod:`app.trading.ledger`), so what is stored is what the
-P/L was computed from.
+values are then ``None`` and the caller decides, we never invent a rate, §16.21). :func:`buy_fill` /
+:func:`sell_fill` turn them into the figures of one swap, and the ``plan_*`` functions turn those
+into the position's figures. Outputs are already quantized to their column scales
+(:mod:`app.trading.ledger`), so what is stored is what the P/L was computed from.
 
 Fee rule (see :mod:`app.trading.ledger`): a buy row's ``input_amount`` is the gross SOL spent,
 protocol fee included: ``totalInputAmount`` when the live swap reports it, else the swapped SOL plus
@@ -72,6 +73,22 @@ class HistoryFigures(msgspec.Struct, frozen=True, kw_only=True):
 
 def _usd(sol: Decimal, sol_usd: Decimal | None) -> Decimal | None:
     return None if sol_usd is None else quantize(sol * sol_usd, SOL_8)
+
+
+def _history(
+    purchase_price: Decimal, purchase_amount: Decimal, received: Decimal, profit: Decimal, sol_usd: Decimal | None
+) -> HistoryFigures:
+    """History figures of a closed position: ``received`` SOL came back for ``purchase_amount`` tokens
+    bought at ``purchase_price``, a P/L of ``profit`` SOL (already at its 8-decimal scale)."""
+    basis = purchase_price * purchase_amount
+    return HistoryFigures(
+        amount=purchase_amount,
+        purchase_price=purchase_price,
+        sale_price=quantize(received / purchase_amount, AMOUNT_18) if purchase_amount else ZERO,
+        change_percent=quantize(profit / basis * HUNDRED if basis else ZERO, PCT_4),
+        profit_loss_sol=profit,
+        profit_loss_usd=_usd(profit, sol_usd),
+    )
 
 
 @exact
@@ -165,28 +182,8 @@ class BuyPlan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @exact
-def plan_buy(
-    cfg: AgentTradingConfig,
-    *,
-    input_lamports: int,
-    output_raw: int,
-    token_decimals: int,
-    protocol_fee_sol: Decimal | None,
-    network_fee_sol: Decimal | None,
-    total_input_lamports: int | None = None,
-    sol_usd: Decimal | None = None,
-    swap_usd_value: Decimal | None = None,
-) -> BuyPlan:
-    fill = buy_fill(
-        input_lamports=input_lamports,
-        output_raw=output_raw,
-        token_decimals=token_decimals,
-        protocol_fee_sol=protocol_fee_sol,
-        network_fee_sol=network_fee_sol,
-        total_input_lamports=total_input_lamports,
-        sol_usd=sol_usd,
-        swap_usd_value=swap_usd_value,
-    )
+def plan_buy(cfg: AgentTradingConfig, fill: BuyFill) -> BuyPlan:
+    """§4.3 step 9: the new position of a buy whose figures are ``fill`` (:func:`buy_fill`)."""
     return BuyPlan(
         fill=fill,
         purchase_price=fill.price,
@@ -211,51 +208,32 @@ class SalePlan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @exact
+def closing_history(position: PositionState, received_sol: Decimal, sol_usd: Decimal | None) -> HistoryFigures:
+    """History figures of a position closed once ``received_sol`` came back for it in all (cash-flow P/L:
+    everything received minus everything invested), for a full sale as for a rug-pull write-off."""
+    profit = quantize(received_sol - position.total_invested_sol, SOL_8)
+    return _history(position.purchase_price, position.purchase_amount, received_sol, profit, sol_usd)
+
+
+@exact
 def plan_full_sale(
     position: PositionState,
+    fill: SellFill,
     *,
-    input_raw: int,
-    token_decimals: int,
-    output_lamports: int,
-    protocol_fee_sol: Decimal | None,
-    network_fee_sol: Decimal | None,
     tp_net_proceeds: Decimal = ZERO,
-    total_output_lamports: int | None = None,
     sol_usd: Decimal | None = None,
-    swap_usd_value: Decimal | None = None,
 ) -> SalePlan:
-    """§4.5 steps 7–9 and 12. ``tp_net_proceeds`` = Σ :func:`net_sol_proceeds` of the position's
-    take-profit rows."""
-    fill = sell_fill(
-        input_raw=input_raw,
-        token_decimals=token_decimals,
-        output_lamports=output_lamports,
-        protocol_fee_sol=protocol_fee_sol,
-        network_fee_sol=network_fee_sol,
-        total_output_lamports=total_output_lamports,
-        sol_usd=sol_usd,
-        swap_usd_value=swap_usd_value,
-    )
+    """§4.5 steps 8 and 12 for a sale whose figures are ``fill`` (:func:`sell_fill`).
+    ``tp_net_proceeds`` = Σ :func:`net_sol_proceeds` of the position's take-profit rows."""
     received = fill.credit_sol + tp_net_proceeds
-    profit = quantize(received - position.total_invested_sol, SOL_8)
-    basis = position.purchase_price * position.purchase_amount
-    change = quantize(profit / basis * HUNDRED if basis else ZERO, PCT_4)
-    usd = _usd(profit, sol_usd)
-    amount = position.purchase_amount
+    history = closing_history(position, received, sol_usd)
     return SalePlan(
         fill=fill,
         received_sol=received,
-        profit_loss_sol=profit,
-        profit_loss_usd=usd,
-        change_percent=change,
-        history=HistoryFigures(
-            amount=amount,
-            purchase_price=position.purchase_price,
-            sale_price=quantize(received / amount, AMOUNT_18) if amount else ZERO,
-            change_percent=change,
-            profit_loss_sol=profit,
-            profit_loss_usd=usd,
-        ),
+        profit_loss_sol=history.profit_loss_sol,
+        profit_loss_usd=history.profit_loss_usd,
+        change_percent=history.change_percent,
+        history=history,
     )
 
 
@@ -291,50 +269,26 @@ def check_sell_amount(position: PositionState, sell_amount: Decimal) -> None:
 def take_profit_close_history(
     purchase_price: Decimal, purchase_amount: Decimal, realized_profit_sol: Decimal, sol_usd: Decimal | None
 ) -> HistoryFigures:
-    """History row when take-profit sales alone closed the position (§4.6 step 7)."""
-    basis = purchase_price * purchase_amount
-    received = basis + realized_profit_sol
-    profit = quantize(realized_profit_sol, SOL_8)
-    return HistoryFigures(
-        amount=purchase_amount,
-        purchase_price=purchase_price,
-        sale_price=quantize(received / purchase_amount, AMOUNT_18) if purchase_amount else ZERO,
-        change_percent=quantize(realized_profit_sol / basis * HUNDRED if basis else ZERO, PCT_4),
-        profit_loss_sol=profit,
-        profit_loss_usd=_usd(profit, sol_usd),
-    )
+    """History row when take-profit sales alone closed the position (§4.6 step 7): what came back is the
+    cost basis plus the realized profit (an 8-decimal figure, as positions store it)."""
+    received = purchase_price * purchase_amount + realized_profit_sol
+    return _history(purchase_price, purchase_amount, received, quantize(realized_profit_sol, SOL_8), sol_usd)
 
 
 @exact
 def plan_take_profit_sale(
     position: PositionState,
     decision: TakeProfitDecision,
+    fill: SellFill,
     *,
-    input_raw: int,
-    token_decimals: int,
-    output_lamports: int,
-    protocol_fee_sol: Decimal | None,
-    network_fee_sol: Decimal | None,
     now: datetime,
-    total_output_lamports: int | None = None,
     sol_usd: Decimal | None = None,
-    swap_usd_value: Decimal | None = None,
 ) -> TakeProfitSalePlan:
-    """§4.6 steps 4, 6 and 7.
+    """§4.6 steps 4, 6 and 7 for a sale whose figures are ``fill`` (:func:`sell_fill`).
 
     ``remaining_amount`` is the holding minus the tokens actually sold, not the evaluator's
     planned figure (§16.11), so the position always matches the token balance.
     """
-    fill = sell_fill(
-        input_raw=input_raw,
-        token_decimals=token_decimals,
-        output_lamports=output_lamports,
-        protocol_fee_sol=protocol_fee_sol,
-        network_fee_sol=network_fee_sol,
-        total_output_lamports=total_output_lamports,
-        sol_usd=sol_usd,
-        swap_usd_value=swap_usd_value,
-    )
     cost_basis = quantize(fill.input_amount / position.purchase_amount * position.total_invested_sol, SOL_8)
     profit = fill.credit_sol - cost_basis
     profit_sol = quantize(profit, SOL_8)
@@ -395,31 +349,9 @@ class DcaBuyPlan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @exact
-def plan_dca_buy(
-    position: PositionState,
-    cfg: AgentTradingConfig,
-    *,
-    input_lamports: int,
-    output_raw: int,
-    token_decimals: int,
-    protocol_fee_sol: Decimal | None,
-    network_fee_sol: Decimal | None,
-    now: datetime,
-    total_input_lamports: int | None = None,
-    sol_usd: Decimal | None = None,
-    swap_usd_value: Decimal | None = None,
-) -> DcaBuyPlan:
-    """§4.7 steps 4 and 6, plus the stop-loss re-base of :func:`reset_after_dca` (§16.17)."""
-    fill = buy_fill(
-        input_lamports=input_lamports,
-        output_raw=output_raw,
-        token_decimals=token_decimals,
-        protocol_fee_sol=protocol_fee_sol,
-        network_fee_sol=network_fee_sol,
-        total_input_lamports=total_input_lamports,
-        sol_usd=sol_usd,
-        swap_usd_value=swap_usd_value,
-    )
+def plan_dca_buy(position: PositionState, cfg: AgentTradingConfig, fill: BuyFill, *, now: datetime) -> DcaBuyPlan:
+    """§4.7 steps 4 and 6 for a buy whose figures are ``fill`` (:func:`buy_fill`), plus the stop-loss
+    re-base of :func:`reset_after_dca` (§16.17)."""
     invested = quantize(position.total_invested_sol + fill.debit_sol, SOL_8)
     amount = position.purchase_amount + fill.output_amount
     average = quantize(invested / amount, AMOUNT_18)

@@ -37,7 +37,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import msgspec
@@ -77,14 +78,17 @@ from app.trading.trades import (
     BuyFill,
     HistoryFigures,
     SellFill,
+    buy_fill,
+    closing_history,
     net_sol_proceeds,
     plan_buy,
     plan_dca_buy,
     plan_full_sale,
     plan_take_profit_sale,
+    sell_fill,
 )
 from app.trading.units import LAMPORTS_PER_SOL, SOL_DECIMALS, SOL_MINT, sol_to_lamports, to_raw
-from app.worker.executor import Fill, QuotingSwapExecutor, SimulationExecutor, SwapExecutor
+from app.worker.executor import Fill, QuotingSwapExecutor, Side, SimulationExecutor, SwapExecutor, fill_at_quote
 
 __all__ = [
     "AlreadyExecuted",
@@ -118,6 +122,7 @@ log = logging.getLogger(__name__)
 MAX_OPEN_POSITIONS = 25  # the reference's hard cap, counted over all wallets of the agent (§16.26)
 CLOSE_REASONS = ("manual", "stop_loss", "take_profit", "stale_trade")
 RUG_CLOSE_REASON = "rug_pull"
+CHANGE_PERCENT_FLOOR = Decimal("-999999.9999")  # change_percent is numeric(10,4)
 STALE_RETRIES = 3
 QUOTE_TIMEOUT_S = 10.0
 DECIMALS_TIMEOUT_S = 5.0
@@ -127,6 +132,9 @@ DEFAULT_SYMBOL = "TOKEN"
 
 Outcome = Literal["executed", "already_closed", "changed"]
 InTransaction = Callable[[asyncpg.Connection, Any], Awaitable[None]]
+DecimalsLookup = Callable[[str], Awaitable[int]]
+LockedBalances = Mapping[str, tuple[str, Decimal]]  # mint → (symbol, balance) of the rows locked FOR UPDATE
+R = TypeVar("R", bound="BuyResult | _PositionResult")  # what a trade returns
 
 
 class UpstreamError(TradeError):
@@ -156,9 +164,12 @@ class _Stale(Exception):
 class ExecutionContext:
     """Everything a trade needs; built once per process (:func:`build_execution_context`).
 
-    ``quoter``/``executor`` quote and fill simulation wallets. ``live_executor`` quotes *and* fills live
-    wallets; it is None when this process holds no wallet key, and then a live wallet cannot trade
-    (``WALLET_NOT_LOADED``).
+    ``quoter``/``executor`` quote and fill simulation wallets, which take token decimals from
+    ``decimals_lookup`` (the market's). ``live_executor`` quotes *and* fills live wallets; it is None when
+    this process holds no wallet key, and then a live wallet cannot trade (``WALLET_NOT_LOADED``). Live
+    wallets move real tokens, so their decimals come from the chain: ``live_decimals_lookup`` reads the
+    mint account (the live executor's RPC), never the price source (the replay market answers 6 for any
+    mint it does not know).
     """
 
     pool: asyncpg.Pool
@@ -169,10 +180,12 @@ class ExecutionContext:
     rng: random.Random
     market: Any = None
     metrics: MetricsSource | None = None
-    decimals_lookup: Callable[[str], Awaitable[int]] | None = None
+    decimals_lookup: DecimalsLookup | None = None
     live_executor: QuotingSwapExecutor | None = None
     max_open_positions: int = MAX_OPEN_POSITIONS
-    _decimals: dict[str, int] = field(default_factory=lambda: {SOL_MINT: SOL_DECIMALS})
+    live_decimals_lookup: DecimalsLookup | None = None
+    _market_decimals: dict[str, int] = field(default_factory=lambda: {SOL_MINT: SOL_DECIMALS})
+    _chain_decimals: dict[str, int] = field(default_factory=lambda: {SOL_MINT: SOL_DECIMALS})
 
     def executor_for(self, wallet_type: str | None) -> SwapExecutor:
         if wallet_type == "simulation":
@@ -194,15 +207,20 @@ class ExecutionContext:
             "Wallet not loaded from environment. Please configure WALLET_1, WALLET_2, etc. environment variables.",
         )
 
-    async def token_decimals(self, mint: str) -> int:
-        """Decimals from the market (cached forever, never guessed: §10.5)."""
-        if mint in self._decimals:
-            return self._decimals[mint]
-        if self.decimals_lookup is None:
+    async def token_decimals(self, mint: str, wallet_type: str | None) -> int:
+        """Decimals of ``mint`` for a trade of a ``wallet_type`` wallet: the chain's for live wallets, the
+        market's for simulation ones (cached forever, never guessed: §10.5)."""
+        if wallet_type == "simulation":
+            lookup, cache = self.decimals_lookup, self._market_decimals
+        else:
+            lookup, cache = self.live_decimals_lookup, self._chain_decimals
+        if mint in cache:
+            return cache[mint]
+        if lookup is None:
             raise UpstreamError("EXECUTION_FAILED", f"Trade execution failed: no decimals source for {mint}")
         try:
             async with asyncio.timeout(DECIMALS_TIMEOUT_S):
-                decimals = int(await self.decimals_lookup(mint))
+                decimals = int(await lookup(mint))
         except TimeoutError:
             raise UpstreamError(
                 "EXECUTION_FAILED",
@@ -211,7 +229,7 @@ class ExecutionContext:
             ) from None
         except MarketError as exc:
             raise UpstreamError("EXECUTION_FAILED", f"Trade execution failed: {exc.message}", exc.code) from exc
-        self._decimals[mint] = decimals
+        cache[mint] = decimals
         return decimals
 
     async def sol_usd_price(self) -> Decimal | None:
@@ -236,7 +254,8 @@ async def _context(ctx: Any) -> ExecutionContext:
     return await components.execution(ctx)
 
 
-def _decimals_lookup_for(market: Any) -> Callable[[str], Awaitable[int]] | None:
+def _decimals_lookup_for(market: Any) -> DecimalsLookup | None:
+    """Simulation wallets' decimals: the replay market's own table, else the market's RPC."""
     replay = getattr(market, "replay", None)
     if replay is not None:
 
@@ -272,7 +291,10 @@ async def build_execution_context(settings: Settings, pool: asyncpg.Pool, market
         metrics=getattr(market, "metrics", None),
         decimals_lookup=_decimals_lookup_for(market),
     )
-    context.live_executor = await build_live_executor(settings, pool, market, sol_usd=context.sol_usd_price)
+    live = await build_live_executor(settings, pool, market, sol_usd=context.sol_usd_price)
+    if live is not None:
+        context.live_executor = live
+        context.live_decimals_lookup = live.swapper.rpc.get_mint_decimals  # cached by the client
     return context
 
 
@@ -301,9 +323,19 @@ class BuyResult(_Result, kw_only=True, rename="camel"):
     debit_sol: Decimal  # what left the SOL balance (input + network fee)
 
 
-class SaleResult(_Result, kw_only=True, rename="camel"):
+class _PositionResult(_Result, kw_only=True, rename="camel"):
+    """A trade on an open position: ``outcome`` says whether it traded, or found the position gone
+    (``already_closed``) or not as the caller decided on it (``changed``); then only these two are set."""
+
     outcome: Outcome
     position_id: uuid.UUID
+
+    @property
+    def success(self) -> bool:
+        return self.outcome == "executed"
+
+
+class SaleResult(_PositionResult, kw_only=True, rename="camel"):
     transaction_id: uuid.UUID | None = None
     historical_swap_id: uuid.UUID | None = None
     input_amount: Decimal | None = None  # tokens sold
@@ -316,14 +348,8 @@ class SaleResult(_Result, kw_only=True, rename="camel"):
     transaction_hash: str | None = None
     close_reason: str | None = None
 
-    @property
-    def success(self) -> bool:
-        return self.outcome == "executed"
 
-
-class TakeProfitResult(_Result, kw_only=True, rename="camel"):
-    outcome: Outcome
-    position_id: uuid.UUID
+class TakeProfitResult(_PositionResult, kw_only=True, rename="camel"):
     transaction_id: uuid.UUID | None = None
     tokens_sold: Decimal | None = None
     credit_sol: Decimal | None = None
@@ -336,9 +362,7 @@ class TakeProfitResult(_Result, kw_only=True, rename="camel"):
     transaction_hash: str | None = None
 
 
-class DcaResult(_Result, kw_only=True, rename="camel"):
-    outcome: Outcome
-    position_id: uuid.UUID
+class DcaResult(_PositionResult, kw_only=True, rename="camel"):
     transaction_id: uuid.UUID | None = None
     tokens_bought: Decimal | None = None
     debit_sol: Decimal | None = None
@@ -347,9 +371,7 @@ class DcaResult(_Result, kw_only=True, rename="camel"):
     transaction_hash: str | None = None
 
 
-class BurnResult(_Result, kw_only=True, rename="camel"):
-    outcome: Outcome
-    position_id: uuid.UUID
+class BurnResult(_PositionResult, kw_only=True, rename="camel"):
     transaction_id: uuid.UUID | None = None  # None when there was nothing left to burn
     amount_burned: Decimal | None = None
     historical_swap_id: uuid.UUID | None = None
@@ -390,6 +412,36 @@ def _impact(fill: Fill) -> Decimal | None:
 
 def _usd_value(value: Decimal | None) -> Decimal:
     return ZERO if value is None else value
+
+
+def _bought(fill: Fill, token_decimals: int, sol_usd: Decimal | None) -> BuyFill:
+    """The figures of a SOL → token fill (initial or DCA buy), its fees read from its payload."""
+    protocol, network = _fees(fill.payload)
+    return buy_fill(
+        input_lamports=fill.input_amount_raw,
+        output_raw=fill.output_amount_raw,
+        token_decimals=token_decimals,
+        protocol_fee_sol=protocol,
+        network_fee_sol=network,
+        total_input_lamports=fill.total_input_raw,
+        sol_usd=sol_usd,
+        swap_usd_value=swap_usd_value(fill.payload),
+    )
+
+
+def _sold(fill: Fill, token_decimals: int, sol_usd: Decimal | None) -> SellFill:
+    """The figures of a token → SOL fill (full or take-profit sale), its fees read from its payload."""
+    protocol, network = _fees(fill.payload)
+    return sell_fill(
+        input_raw=fill.input_amount_raw,
+        token_decimals=token_decimals,
+        output_lamports=fill.output_amount_raw,
+        protocol_fee_sol=protocol,
+        network_fee_sol=network,
+        total_output_lamports=fill.total_output_raw,
+        sol_usd=sol_usd,
+        swap_usd_value=swap_usd_value(fill.payload),
+    )
 
 
 def _position_state(row: Mapping[str, Any]) -> PositionState:
@@ -451,6 +503,42 @@ def _balance_event(wallet: str, balances: Mapping[str, tuple[str, Decimal]]) -> 
     )
 
 
+def _trade_event(
+    kind: str, transaction_id: uuid.UUID, position: Mapping[str, Any], figures: BuyFill | SellFill, **extra: Any
+) -> tuple[str, dict]:
+    """The ``trade`` event of a swap on ``position``; ``extra`` carries the fields of its kind."""
+    return (
+        "trade",
+        {
+            "kind": kind,
+            "transactionId": transaction_id,
+            "positionId": position["id"],
+            "walletAddress": position["wallet_address"],
+            "tokenAddress": position["token_address"],
+            "tokenSymbol": position["token_symbol"],
+            "inputAmount": figures.input_amount,
+            "outputAmount": figures.output_amount,
+            "price": figures.price,
+            **extra,
+        },
+    )
+
+
+async def _fill_recorded(
+    conn: asyncpg.Connection,
+    agent_id: uuid.UUID,
+    fill: Fill,
+    executor: SwapExecutor | None,
+    messages: Sequence[tuple[str, Any]],
+    into: list[str] | None = None,
+) -> None:
+    """Last steps of recording a fill, once its rows are written in the ledger transaction: the
+    executor's own bookkeeping (a live swap's journal row becomes settled with them), then the events."""
+    if executor is not None:
+        await executor.on_recorded(conn, fill)
+    await _publish(conn, agent_id, messages, into=into)
+
+
 async def _lock_balances(
     conn: asyncpg.Connection, wallet: str, tokens: Sequence[str]
 ) -> dict[str, tuple[str, Decimal]]:
@@ -500,64 +588,33 @@ async def _apply_ledger(
     return new
 
 
-async def _insert_swap(
-    conn: asyncpg.Connection,
-    *,
-    agent_id: uuid.UUID,
-    wallet: str,
-    value_usd: Decimal | None,
-    signal_id: int | None,
-    fill: Fill,
-    protocol: Decimal | None,
-    network: Decimal | None,
-    input_mint: str,
-    input_symbol: str,
-    input_amount: Decimal,
-    input_price: Decimal,
-    output_mint: str,
-    output_symbol: str,
-    output_amount: Decimal,
-    output_price: Decimal,
-    position_id: uuid.UUID,
-    sol_usd: Decimal | None,
-    is_dca: bool = False,
-    is_take_profit: bool = False,
-) -> tuple[uuid.UUID, datetime]:
-    row = await Q.exec_insert_transaction.fetch_one(
-        conn,
-        agent_id,
-        wallet,
-        "SWAP",
-        _usd_value(value_usd),
-        signal_id,
-        _total_fees(protocol, network),
-        fill.routes,
-        input_mint,
-        input_symbol,
-        input_amount,
-        input_price,
-        output_mint,
-        output_symbol,
-        output_amount,
-        output_price,
-        _slippage_percent(fill),
-        _impact(fill),
-        is_dca,
-        is_take_profit,
-        fill.signature,
-        fill.payload,
-        protocol,
-        network,
-        position_id,
-        _q(sol_usd, SOL_8),
-    )
-    assert row is not None
-    return row["id"], row["transaction_time"]
-
-
 def _observe(kind: str, status: str, started: float) -> None:
     TRADE_EXECUTION_LATENCY.labels(kind, status).observe(time.perf_counter() - started)
     TRADE_EXECUTION_TOTAL.labels(kind, status).inc()
+
+
+async def _measured(kind: str, trade: Awaitable[R]) -> R:
+    """Await one trade and count it by status (``trade_execution_*{type=kind}``): ``failed`` when it
+    raised, ``skipped`` when it found nothing to do (position gone or changed), else ``success``."""
+    started = time.perf_counter()
+    try:
+        result = await trade
+    except BaseException:
+        _observe(kind, "failed", started)
+        raise
+    _observe(kind, "success" if result.success else "skipped", started)
+    return result
+
+
+async def _until_stable(attempt: Callable[[], Awaitable[R]], gave_up: str) -> R:
+    """Plan and run a trade again while its locked re-checks find that the world moved since the plan
+    (:class:`_Stale`), at most :data:`STALE_RETRIES` times."""
+    for _ in range(STALE_RETRIES):
+        try:
+            return await attempt()
+        except _Stale:
+            continue
+    raise TradeError("CONCURRENT_MODIFICATION", gave_up)
 
 
 async def _quote(
@@ -672,18 +729,14 @@ async def execute_buy(
         "signal_execution": signal_execution,
         "in_transaction": in_transaction,
     }
-    started = time.perf_counter()
-    try:
-        if conn is None:
-            async with ctx.pool.acquire() as own:
-                result = await _buy(ctx, own, **request)
-        else:
-            result = await _buy(ctx, conn, **request)
-    except BaseException:
-        _observe("purchase", "failed", started)
-        raise
-    _observe("purchase", "success", started)
-    return result
+
+    async def buy() -> BuyResult:
+        if conn is not None:
+            return await _buy(ctx, conn, **request)
+        async with ctx.pool.acquire() as own:
+            return await _buy(ctx, own, **request)
+
+    return await _measured("purchase", buy())
 
 
 async def _buy(
@@ -703,23 +756,22 @@ async def _buy(
         raise TradeError("VALIDATION_FAILED", "Token address is required")
     if token_address == SOL_MINT:
         raise TradeError("VALIDATION_FAILED", "Cannot buy SOL with SOL")
-    for _ in range(STALE_RETRIES):
+
+    async def attempt() -> BuyResult:
         plan = await _plan_buy(ctx, conn, agent_id, token_address, position_size, wallet_address)
-        try:
-            return await _commit_buy(
-                ctx,
-                conn,
-                plan,
-                agent_id=agent_id,
-                token_address=token_address,
-                symbol=symbol,
-                signal_id=signal_id,
-                signal_execution=signal_execution,
-                in_transaction=in_transaction,
-            )
-        except _Stale:
-            continue
-    raise TradeError("CONCURRENT_MODIFICATION", "Trade execution failed: the wallet kept changing during the trade")
+        return await _commit_buy(
+            ctx,
+            conn,
+            plan,
+            agent_id=agent_id,
+            token_address=token_address,
+            symbol=symbol,
+            signal_id=signal_id,
+            signal_execution=signal_execution,
+            in_transaction=in_transaction,
+        )
+
+    return await _until_stable(attempt, "Trade execution failed: the wallet kept changing during the trade")
 
 
 async def _plan_buy(
@@ -757,7 +809,7 @@ async def _plan_buy(
             "MAX_POSITIONS_EXCEEDED", f"Agent has reached maximum limit of {ctx.max_open_positions} open positions"
         )
     size = resolve_buy_size(balance, cfg, position_size, ctx.rng)
-    decimals = await ctx.token_decimals(token)
+    decimals = await ctx.token_decimals(token, wallet_type)
     quote = await _quote_with_impact_guard(ctx, cfg, token, size, wallet, wallet_type)
     quote, debit = await _fit_reserve(
         ctx, cfg, quote, token, decimals, balance, position_size is not None, wallet, wallet_type
@@ -804,16 +856,9 @@ async def _quote_with_impact_guard(
     raise price_impact_error(first.price_impact, max_impact)
 
 
-def _estimate_buy(cfg: AgentTradingConfig, quote: Quote, decimals: int) -> BuyFill:
-    protocol, network = _fees(quote.payload)
-    return plan_buy(
-        cfg,
-        input_lamports=quote.in_amount,
-        output_raw=quote.out_amount,
-        token_decimals=decimals,
-        protocol_fee_sol=protocol,
-        network_fee_sol=network,
-    ).fill
+def _estimate_buy(quote: Quote, decimals: int) -> BuyFill:
+    """The figures of a buy that fills exactly as quoted: what it will debit, fees included."""
+    return _bought(fill_at_quote(quote, "buy"), decimals, sol_usd=None)
 
 
 async def _fit_reserve(
@@ -834,7 +879,7 @@ async def _fit_reserve(
     size that does not fit is refused.
     """
     reserve = cfg.purchase_limits.minimum_agent_balance
-    estimate = _estimate_buy(cfg, quote, decimals)
+    estimate = _estimate_buy(quote, decimals)
     if balance - estimate.debit_sol >= reserve:
         return quote, estimate.debit_sol
     if explicit:
@@ -859,7 +904,7 @@ async def _fit_reserve(
     max_impact = cfg.purchase_limits.max_price_impact
     if max_impact is not None and not retry_impact_accepted(smaller.price_impact, max_impact):
         raise price_impact_error(smaller.price_impact, max_impact)
-    estimate = _estimate_buy(cfg, smaller, decimals)
+    estimate = _estimate_buy(smaller, decimals)
     if balance - estimate.debit_sol < reserve:
         raise calc_error
     return smaller, estimate.debit_sol
@@ -1009,18 +1054,7 @@ async def record_buy_fill(
     NOTIFY payloads) for the caller to send with its COMMIT.
     """
     symbol = clean_symbol(token_symbol)
-    protocol, network = _fees(fill.payload)
-    plan = plan_buy(
-        cfg,
-        input_lamports=fill.input_amount_raw,
-        output_raw=fill.output_amount_raw,
-        token_decimals=token_decimals,
-        protocol_fee_sol=protocol,
-        network_fee_sol=network,
-        total_input_lamports=fill.total_input_raw,
-        sol_usd=sol_usd,
-        swap_usd_value=swap_usd_value(fill.payload),
-    )
+    plan = plan_buy(cfg, _bought(fill, token_decimals, sol_usd))
     if plan.purchase_price <= 0 or not fits_numeric(plan.fill.output_amount, 30, AMOUNT_18):
         raise TradeError("INVALID_TRANSACTION", "Transaction missing required fields for position creation")
     if locked_balances is None:
@@ -1067,31 +1101,15 @@ async def record_buy_fill(
         stop.peak_price if stop else None,
     )
     assert position is not None
-    if executor is not None:
-        await executor.on_recorded(conn, fill)
     messages = [
         (
             "position_created",
             {"agentId": agent_id, "walletAddress": wallet_address, "position": position_payload(position)},
         ),
         _balance_event(wallet_address, balances),
-        (
-            "trade",
-            {
-                "kind": "buy",
-                "transactionId": tx_id,
-                "positionId": position_id,
-                "walletAddress": wallet_address,
-                "tokenAddress": token_address,
-                "tokenSymbol": symbol,
-                "inputAmount": bought.input_amount,
-                "outputAmount": bought.output_amount,
-                "price": bought.price,
-                "signalId": signal_id,
-            },
-        ),
+        _trade_event("buy", tx_id, position, bought, signalId=signal_id),
     ]
-    await _publish(conn, agent_id, messages, into=events)
+    await _fill_recorded(conn, agent_id, fill, executor, messages, into=events)
     return BuyResult(
         transaction_id=tx_id,
         position_id=position_id,
@@ -1145,6 +1163,158 @@ async def _lock_position_scope(
     return locked, position
 
 
+@dataclass(frozen=True, slots=True)
+class _PositionSwap:
+    """A swap on an open position as planned from its unlocked snapshot: the quote the wallet's executor
+    will execute, and what differs between a full sale, a take-profit sale and a DCA buy."""
+
+    quote: Quote
+    token_decimals: int
+    side: Side
+    intent: dict[str, Any]  # what the executor journals beside a live swap (settlement reads it back)
+    record: Callable[..., Awaitable[Any]]  # the kind's record_*_fill, its own arguments bound
+    # Under the locks, after the position's own checks: "changed" ends the operation without a trade,
+    # _Stale plans it again, a TradeError refuses it.
+    confirm: Callable[[LockedBalances], Outcome | None] | None = None
+
+
+async def _swap_on_position(
+    ctx: ExecutionContext,
+    position_id: uuid.UUID,
+    *,
+    result: Callable[..., R],
+    moved: Callable[[Mapping[str, Any]], bool],
+    plan: Callable[[Mapping[str, Any]], Awaitable[_PositionSwap]],
+    failure: tuple[str, str],
+    gave_up: str,
+    owner: uuid.UUID | None = None,
+    in_transaction: InTransaction | None = None,
+) -> R:
+    """The steps every swap on an open position shares (docs/worker.md §4): plan on an unlocked
+    snapshot, then one transaction that locks agent → balances → position, re-checks, executes the
+    quote and records its fill; planned again (at most :data:`STALE_RETRIES` times) while the position
+    moves under the plan.
+
+    A position that is gone answers ``result(outcome="already_closed")``. ``moved(row)`` says the
+    position no longer has the state the caller decided on (``expected_*``): ``outcome="changed"``.
+    Neither trades anything, so two ticks or two workers racing on one position trade once. ``owner``,
+    when given, is the agent the position must belong to.
+    """
+
+    def untraded(outcome: Outcome) -> R:
+        return result(outcome=outcome, position_id=position_id)
+
+    async def attempt() -> R:
+        snap = await _position_snapshot(ctx, position_id)
+        if snap is None:
+            return untraded("already_closed")
+        if owner is not None and snap["agent_id"] != owner:
+            raise TradeError("POSITION_MISMATCH", "Position does not belong to agent")
+        if moved(snap):
+            return untraded("changed")
+        executor = ctx.executor_for(snap["wallet_type"])
+        swap = await plan(snap)
+        sol_usd = await ctx.sol_usd_price()
+        async with transaction(ctx.pool) as conn:
+            locked, position = await _lock_position_scope(conn, snap, [SOL_MINT, snap["token_address"]])
+            if position is None:
+                return untraded("already_closed")
+            if moved(position):
+                return untraded("changed")
+            if position["updated_at"] != snap["updated_at"]:
+                raise _Stale
+            outcome = swap.confirm(locked) if swap.confirm is not None else None
+            if outcome is not None:
+                return untraded(outcome)
+            fill = await _execute(
+                executor,
+                swap.quote,
+                wallet=snap["wallet_address"],
+                agent_id=snap["agent_id"],
+                side=swap.side,
+                intent=swap.intent,
+                failure=failure,
+            )
+            recorded = await swap.record(
+                conn,
+                position=position,
+                fill=fill,
+                token_decimals=swap.token_decimals,
+                sol_usd=sol_usd,
+                locked_balances=locked,
+                executor=executor,
+            )
+            if in_transaction is not None:
+                await in_transaction(conn, recorded)
+            return recorded
+
+    return await _until_stable(attempt, gave_up)
+
+
+async def _record_position_swap(
+    conn: asyncpg.Connection,
+    *,
+    position: Mapping[str, Any],
+    fill: Fill,
+    figures: BuyFill | SellFill,
+    signal_id: int | None,
+    sol_usd: Decimal | None,
+    locked_balances: LockedBalances,
+    is_dca: bool = False,
+    is_take_profit: bool = False,
+) -> tuple[uuid.UUID, dict[str, tuple[str, Decimal]]]:
+    """The SWAP row of a fill on an open position and the balances it moves (the single ledger rule of
+    :func:`app.trading.ledger.balance_deltas`): a sale swaps the position's token for SOL and removes a
+    token balance it empties, a DCA buy swaps SOL for the token. Returns (row id, new balances)."""
+    agent_id, wallet = position["agent_id"], position["wallet_address"]
+    token, symbol = position["token_address"], position["token_symbol"]
+    selling = isinstance(figures, SellFill)
+    sol_leg, token_leg = (SOL_MINT, "SOL", Decimal(1)), (token, symbol, figures.price)
+    (in_mint, in_symbol, in_price), (out_mint, out_symbol, out_price) = (
+        (token_leg, sol_leg) if selling else (sol_leg, token_leg)
+    )
+    tx_id = await Q.exec_insert_transaction.fetch_val(
+        conn,
+        agent_id,
+        wallet,
+        "SWAP",
+        _usd_value(figures.value_usd),
+        signal_id,
+        _total_fees(figures.protocol_fee_sol, figures.network_fee_sol),
+        fill.routes,
+        in_mint,
+        in_symbol,
+        figures.input_amount,
+        in_price,
+        out_mint,
+        out_symbol,
+        figures.output_amount,
+        out_price,
+        _slippage_percent(fill),
+        _impact(fill),
+        is_dca,
+        is_take_profit,
+        fill.signature,
+        fill.payload,
+        figures.protocol_fee_sol,
+        figures.network_fee_sol,
+        position["id"],
+        _q(sol_usd, SOL_8),
+    )
+    balances = await _apply_ledger(
+        conn,
+        agent_id=agent_id,
+        wallet=wallet,
+        locked=locked_balances,
+        deltas=balance_deltas(
+            "SWAP", in_mint, figures.input_amount, out_mint, figures.output_amount, figures.network_fee_sol
+        ),
+        symbols={SOL_MINT: "SOL", token: symbol},
+        drop_empty_tokens=selling,
+    )
+    return tx_id, balances
+
+
 async def _history_inputs(conn: asyncpg.Connection, position: Mapping[str, Any]) -> tuple[int | None, Decimal]:
     """Signal inherited from the purchase row, and SOL already credited by take-profit sales."""
     row = await Q.exec_position_history_inputs.fetch_one(
@@ -1162,7 +1332,13 @@ async def _history_inputs(conn: asyncpg.Connection, position: Mapping[str, Any])
     return row["signal_id"], proceeds
 
 
-async def _insert_history(
+async def _inherited_signal(conn: asyncpg.Connection, position: Mapping[str, Any]) -> int | None:
+    """The signal a row of the position carries: its purchase's."""
+    signal_id, _ = await _history_inputs(conn, {**position, "take_profit_transaction_ids": []})
+    return signal_id
+
+
+async def _close_position(
     conn: asyncpg.Connection,
     position: Mapping[str, Any],
     figures: HistoryFigures,
@@ -1172,6 +1348,9 @@ async def _insert_history(
     reason: str,
     sol_usd: Decimal | None,
 ) -> uuid.UUID:
+    """Delete the position and write its history row, in the transaction that closes it (fix of §16.12).
+    Returns the history row's id."""
+    await Q.exec_delete_position.execute(conn, position["id"])
     return await Q.exec_insert_history.fetch_val(
         conn,
         position["agent_id"],
@@ -1221,7 +1400,7 @@ async def _sell_quote(
     ctx: ExecutionContext, snap: Mapping[str, Any], amount: Decimal, failure: tuple[str, str]
 ) -> tuple[Quote, int]:
     token = snap["token_address"]
-    decimals = await ctx.token_decimals(token)
+    decimals = await ctx.token_decimals(token, snap["wallet_type"])
     raw = to_raw(amount, decimals)
     if raw <= 0:
         raise TradeError("ZERO_BALANCE", "No tokens to sell")
@@ -1263,14 +1442,7 @@ async def execute_full_sale(
     if reason not in CLOSE_REASONS:
         raise TradeError("VALIDATION_FAILED", f"Invalid close reason: {reason}")
     ctx = await _context(ctx)
-    started = time.perf_counter()
-    try:
-        result = await _full_sale(ctx, agent_id, position_id, reason, expected_updated_at, in_transaction)
-    except BaseException:
-        _observe("sale", "failed", started)
-        raise
-    _observe("sale", "success" if result.success else "skipped", started)
-    return result
+    return await _measured("sale", _full_sale(ctx, agent_id, position_id, reason, expected_updated_at, in_transaction))
 
 
 async def _full_sale(
@@ -1281,57 +1453,45 @@ async def _full_sale(
     expected_updated_at: datetime | None,
     in_transaction: InTransaction | None,
 ) -> SaleResult:
-    for _ in range(STALE_RETRIES):
-        snap = await _position_snapshot(ctx, position_id)
-        if snap is None:
-            return SaleResult(outcome="already_closed", position_id=position_id)
-        if snap["agent_id"] != agent_id:
-            raise TradeError("POSITION_MISMATCH", "Position does not belong to agent")
-        if expected_updated_at is not None and snap["updated_at"] != expected_updated_at:
-            return SaleResult(outcome="changed", position_id=position_id)
-        executor = ctx.executor_for(snap["wallet_type"])
+    def moved(row: Mapping[str, Any]) -> bool:
+        return expected_updated_at is not None and row["updated_at"] != expected_updated_at
+
+    async def plan(snap: Mapping[str, Any]) -> _PositionSwap:
         state = _position_state(snap)
         token_balance = parse_balance(snap["token_balance"]) if snap["token_balance"] is not None else None
         amount = token_balance if token_balance is not None else state.holding
         if amount <= 0:
             raise TradeError("ZERO_BALANCE", "No tokens to sell")
         quote, decimals = await _sell_quote(ctx, snap, amount, _SALE_FAILURE)
-        sol_usd = await ctx.sol_usd_price()
-        try:
-            async with transaction(ctx.pool) as conn:
-                locked, position = await _lock_position_scope(conn, snap, [SOL_MINT, snap["token_address"]])
-                if position is None:
-                    return SaleResult(outcome="already_closed", position_id=position_id)
-                locked_tokens = locked.get(snap["token_address"], (None, None))[1]
-                if position["updated_at"] != snap["updated_at"] or locked_tokens != token_balance:
-                    if expected_updated_at is not None:
-                        return SaleResult(outcome="changed", position_id=position_id)
-                    raise _Stale
-                fill = await _execute(
-                    executor,
-                    quote,
-                    wallet=snap["wallet_address"],
-                    agent_id=agent_id,
-                    side="sell",
-                    intent={"kind": "sale", "position_id": position_id, "reason": reason},
-                    failure=_SALE_FAILURE,
-                )
-                result = await record_sale_fill(
-                    conn,
-                    position=position,
-                    fill=fill,
-                    token_decimals=decimals,
-                    sol_usd=sol_usd,
-                    reason=reason,
-                    locked_balances=locked,
-                    executor=executor,
-                )
-                if in_transaction is not None:
-                    await in_transaction(conn, result)
-                return result
-        except _Stale:
-            continue
-    raise TradeError("CONCURRENT_MODIFICATION", "Sale execution failed: the position kept changing during the sale")
+
+        def balance_unchanged(locked: LockedBalances) -> Outcome | None:
+            # The sale sells the whole balance it was quoted for: one that moved must be quoted again.
+            if locked.get(snap["token_address"], (None, None))[1] == token_balance:
+                return None
+            if expected_updated_at is not None:
+                return "changed"
+            raise _Stale
+
+        return _PositionSwap(
+            quote=quote,
+            token_decimals=decimals,
+            side="sell",
+            intent={"kind": "sale", "position_id": position_id, "reason": reason},
+            record=partial(record_sale_fill, reason=reason),
+            confirm=balance_unchanged,
+        )
+
+    return await _swap_on_position(
+        ctx,
+        position_id,
+        result=SaleResult,
+        moved=moved,
+        plan=plan,
+        failure=_SALE_FAILURE,
+        gave_up="Sale execution failed: the position kept changing during the sale",
+        owner=agent_id,
+        in_transaction=in_transaction,
+    )
 
 
 async def record_sale_fill(
@@ -1350,84 +1510,29 @@ async def record_sale_fill(
     ``position`` is the row locked ``FOR UPDATE`` (after the agent and balance locks) in ``conn``'s
     transaction. The history row is written here, in the same transaction (fix of §16.12).
     """
-    wallet, token, agent_id = position["wallet_address"], position["token_address"], position["agent_id"]
     if locked_balances is None:
-        locked_balances = await _lock_balances(conn, wallet, [SOL_MINT, token])
+        locked_balances = await _lock_balances(conn, position["wallet_address"], [SOL_MINT, position["token_address"]])
     signal_id, tp_proceeds = await _history_inputs(conn, position)
-    protocol, network = _fees(fill.payload)
-    plan = plan_full_sale(
-        _position_state(position),
-        input_raw=fill.input_amount_raw,
-        token_decimals=token_decimals,
-        output_lamports=fill.output_amount_raw,
-        protocol_fee_sol=protocol,
-        network_fee_sol=network,
-        tp_net_proceeds=tp_proceeds,
-        total_output_lamports=fill.total_output_raw,
-        sol_usd=sol_usd,
-        swap_usd_value=swap_usd_value(fill.payload),
-    )
-    sold: SellFill = plan.fill
-    tx_id, _ = await _insert_swap(
+    sold = _sold(fill, token_decimals, sol_usd)
+    plan = plan_full_sale(_position_state(position), sold, tp_net_proceeds=tp_proceeds, sol_usd=sol_usd)
+    tx_id, balances = await _record_position_swap(
         conn,
-        agent_id=agent_id,
-        wallet=wallet,
-        value_usd=sold.value_usd,
-        signal_id=signal_id,
+        position=position,
         fill=fill,
-        protocol=sold.protocol_fee_sol,
-        network=sold.network_fee_sol,
-        input_mint=token,
-        input_symbol=position["token_symbol"],
-        input_amount=sold.input_amount,
-        input_price=sold.price,
-        output_mint=SOL_MINT,
-        output_symbol="SOL",
-        output_amount=sold.output_amount,
-        output_price=Decimal(1),
-        position_id=position["id"],
+        figures=sold,
+        signal_id=signal_id,
         sol_usd=sol_usd,
+        locked_balances=locked_balances,
     )
-    deltas = balance_deltas("SWAP", token, sold.input_amount, SOL_MINT, sold.output_amount, sold.network_fee_sol)
-    balances = await _apply_ledger(
-        conn,
-        agent_id=agent_id,
-        wallet=wallet,
-        locked=locked_balances,
-        deltas=deltas,
-        symbols={SOL_MINT: "SOL", token: position["token_symbol"]},
-        drop_empty_tokens=True,
-    )
-    await Q.exec_delete_position.execute(conn, position["id"])
-    history_id = await _insert_history(
+    history_id = await _close_position(
         conn, position, plan.history, sale_transaction_id=tx_id, signal_id=signal_id, reason=reason, sol_usd=sol_usd
     )
-    if executor is not None:
-        await executor.on_recorded(conn, fill)
-    await _publish(
-        conn,
-        agent_id,
-        [
-            _closed_event(position),
-            _balance_event(wallet, balances),
-            (
-                "trade",
-                {
-                    "kind": "sale",
-                    "transactionId": tx_id,
-                    "positionId": position["id"],
-                    "walletAddress": wallet,
-                    "tokenAddress": token,
-                    "tokenSymbol": position["token_symbol"],
-                    "inputAmount": sold.input_amount,
-                    "outputAmount": sold.output_amount,
-                    "price": sold.price,
-                    "profitLossSol": plan.profit_loss_sol,
-                    "closeReason": reason,
-                },
-            ),
-        ],
-    )
+    messages = [
+        _closed_event(position),
+        _balance_event(position["wallet_address"], balances),
+        _trade_event("sale", tx_id, position, sold, profitLossSol=plan.profit_loss_sol, closeReason=reason),
+    ]
+    await _fill_recorded(conn, position["agent_id"], fill, executor, messages)
     return SaleResult(
         outcome="executed",
         position_id=position["id"],
@@ -1479,17 +1584,10 @@ async def execute_take_profit_sale(
     position (no moon bag kept), it is closed with its history row in the same transaction.
     """
     ctx = await _context(ctx)
-    started = time.perf_counter()
     intent = TakeProfitIntent(
         levels_executed=levels_executed, activate_moon_bag=activate_moon_bag, moon_bag_amount=moon_bag_amount or ZERO
     )
-    try:
-        result = await _take_profit(ctx, position_id, sell_amount, expected_levels_hit, intent)
-    except BaseException:
-        _observe("take_profit", "failed", started)
-        raise
-    _observe("take_profit", "success" if result.outcome == "executed" else "skipped", started)
-    return result
+    return await _measured("take_profit", _take_profit(ctx, position_id, sell_amount, expected_levels_hit, intent))
 
 
 async def _take_profit(
@@ -1499,55 +1597,37 @@ async def _take_profit(
     expected_levels_hit: int,
     intent: TakeProfitIntent,
 ) -> TakeProfitResult:
-    for _ in range(STALE_RETRIES):
-        snap = await _position_snapshot(ctx, position_id)
-        if snap is None:
-            return TakeProfitResult(outcome="already_closed", position_id=position_id)
-        if snap["take_profit_levels_hit"] != expected_levels_hit:
-            return TakeProfitResult(outcome="changed", position_id=position_id)
-        executor = ctx.executor_for(snap["wallet_type"])
-        state = _position_state(snap)
-        if not 0 < sell_amount <= state.holding:
+    def moved(row: Mapping[str, Any]) -> bool:
+        return row["take_profit_levels_hit"] != expected_levels_hit
+
+    async def plan(snap: Mapping[str, Any]) -> _PositionSwap:
+        holding = _position_state(snap).holding
+        if not 0 < sell_amount <= holding:
             raise TradeError(
-                "INVALID_SELL_AMOUNT", f"Invalid sell amount: {plain(sell_amount)} (remaining {plain(state.holding)})"
+                "INVALID_SELL_AMOUNT", f"Invalid sell amount: {plain(sell_amount)} (remaining {plain(holding)})"
             )
         token_balance = parse_balance(snap["token_balance"]) if snap["token_balance"] is not None else ZERO
         amount = min(sell_amount, token_balance)
         if amount <= 0:
             raise TradeError("ZERO_BALANCE", "No tokens to sell")
         quote, decimals = await _sell_quote(ctx, snap, amount, _TP_FAILURE)
-        sol_usd = await ctx.sol_usd_price()
-        try:
-            async with transaction(ctx.pool) as conn:
-                locked, position = await _lock_position_scope(conn, snap, [SOL_MINT, snap["token_address"]])
-                if position is None:
-                    return TakeProfitResult(outcome="already_closed", position_id=position_id)
-                if position["take_profit_levels_hit"] != expected_levels_hit:
-                    return TakeProfitResult(outcome="changed", position_id=position_id)
-                if position["updated_at"] != snap["updated_at"]:
-                    raise _Stale
-                fill = await _execute(
-                    executor,
-                    quote,
-                    wallet=snap["wallet_address"],
-                    agent_id=snap["agent_id"],
-                    side="sell",
-                    intent={"kind": "take_profit", "position_id": position_id, **msgspec.structs.asdict(intent)},
-                    failure=_TP_FAILURE,
-                )
-                return await record_take_profit_fill(
-                    conn,
-                    position=position,
-                    intent=intent,
-                    fill=fill,
-                    token_decimals=decimals,
-                    sol_usd=sol_usd,
-                    locked_balances=locked,
-                    executor=executor,
-                )
-        except _Stale:
-            continue
-    raise TradeError("CONCURRENT_MODIFICATION", "Take-profit sale execution failed: the position kept changing")
+        return _PositionSwap(
+            quote=quote,
+            token_decimals=decimals,
+            side="sell",
+            intent={"kind": "take_profit", "position_id": position_id, **msgspec.structs.asdict(intent)},
+            record=partial(record_take_profit_fill, intent=intent),
+        )
+
+    return await _swap_on_position(
+        ctx,
+        position_id,
+        result=TakeProfitResult,
+        moved=moved,
+        plan=plan,
+        failure=_TP_FAILURE,
+        gave_up="Take-profit sale execution failed: the position kept changing",
+    )
 
 
 async def record_take_profit_fill(
@@ -1561,61 +1641,30 @@ async def record_take_profit_fill(
     locked_balances: Mapping[str, tuple[str, Decimal]] | None = None,
     executor: SwapExecutor | None = None,
 ) -> TakeProfitResult:
-    wallet, token, agent_id = position["wallet_address"], position["token_address"], position["agent_id"]
     if locked_balances is None:
-        locked_balances = await _lock_balances(conn, wallet, [SOL_MINT, token])
-    protocol, network = _fees(fill.payload)
+        locked_balances = await _lock_balances(conn, position["wallet_address"], [SOL_MINT, position["token_address"]])
+    sold = _sold(fill, token_decimals, sol_usd)
     plan = plan_take_profit_sale(
         _position_state(position),
         intent,  # type: ignore[arg-type]  # the planner reads only these three fields of a decision
-        input_raw=fill.input_amount_raw,
-        token_decimals=token_decimals,
-        output_lamports=fill.output_amount_raw,
-        protocol_fee_sol=protocol,
-        network_fee_sol=network,
+        sold,
         now=datetime.now(UTC),
-        total_output_lamports=fill.total_output_raw,
         sol_usd=sol_usd,
-        swap_usd_value=swap_usd_value(fill.payload),
     )
-    signal_id, _ = await _history_inputs(conn, {**position, "take_profit_transaction_ids": []})
-    sold = plan.fill
-    tx_id, _ = await _insert_swap(
+    signal_id = await _inherited_signal(conn, position)
+    tx_id, balances = await _record_position_swap(
         conn,
-        agent_id=agent_id,
-        wallet=wallet,
-        value_usd=sold.value_usd,
-        signal_id=signal_id,
+        position=position,
         fill=fill,
-        protocol=sold.protocol_fee_sol,
-        network=sold.network_fee_sol,
-        input_mint=token,
-        input_symbol=position["token_symbol"],
-        input_amount=sold.input_amount,
-        input_price=sold.price,
-        output_mint=SOL_MINT,
-        output_symbol="SOL",
-        output_amount=sold.output_amount,
-        output_price=Decimal(1),
-        position_id=position["id"],
+        figures=sold,
+        signal_id=signal_id,
         sol_usd=sol_usd,
+        locked_balances=locked_balances,
         is_take_profit=True,
     )
-    deltas = balance_deltas("SWAP", token, sold.input_amount, SOL_MINT, sold.output_amount, sold.network_fee_sol)
-    balances = await _apply_ledger(
-        conn,
-        agent_id=agent_id,
-        wallet=wallet,
-        locked=locked_balances,
-        deltas=deltas,
-        symbols={SOL_MINT: "SOL", token: position["token_symbol"]},
-        drop_empty_tokens=True,
-    )
     history_id = None
-    messages: list[tuple[str, Any]] = []
     if plan.closes_position and plan.history is not None:
-        await Q.exec_delete_position.execute(conn, position["id"])
-        history_id = await _insert_history(
+        history_id = await _close_position(
             conn,
             position,
             plan.history,
@@ -1624,7 +1673,7 @@ async def record_take_profit_fill(
             reason="take_profit",
             sol_usd=sol_usd,
         )
-        messages.append(_closed_event(position))
+        position_event = _closed_event(position)
     else:
         updated = await Q.exec_update_position_after_take_profit.fetch_one(
             conn,
@@ -1637,28 +1686,13 @@ async def record_take_profit_fill(
             plan.moon_bag_amount,
         )
         assert updated is not None
-        messages.append(_updated_event(updated))
-    if executor is not None:
-        await executor.on_recorded(conn, fill)
-    messages += [
-        _balance_event(wallet, balances),
-        (
-            "trade",
-            {
-                "kind": "take_profit",
-                "transactionId": tx_id,
-                "positionId": position["id"],
-                "walletAddress": wallet,
-                "tokenAddress": token,
-                "tokenSymbol": position["token_symbol"],
-                "inputAmount": sold.input_amount,
-                "outputAmount": sold.output_amount,
-                "price": sold.price,
-                "profitLossSol": plan.profit_loss_sol,
-            },
-        ),
+        position_event = _updated_event(updated)
+    messages = [
+        position_event,
+        _balance_event(position["wallet_address"], balances),
+        _trade_event("take_profit", tx_id, position, sold, profitLossSol=plan.profit_loss_sol),
     ]
-    await _publish(conn, agent_id, messages)
+    await _fill_recorded(conn, position["agent_id"], fill, executor, messages)
     return TakeProfitResult(
         outcome="executed",
         position_id=position["id"],
@@ -1689,14 +1723,7 @@ async def execute_dca_buy(
     same transaction as the balances (§16.11). ``expected_dca_count`` is the count the decision was made
     on: a moved count (the level already bought) returns ``outcome="changed"`` and buys nothing."""
     ctx = await _context(ctx)
-    started = time.perf_counter()
-    try:
-        result = await _dca(ctx, position_id, buy_amount_sol, expected_dca_count)
-    except BaseException:
-        _observe("dca_buy", "failed", started)
-        raise
-    _observe("dca_buy", "success" if result.outcome == "executed" else "skipped", started)
-    return result
+    return await _measured("dca_buy", _dca(ctx, position_id, buy_amount_sol, expected_dca_count))
 
 
 async def _dca(
@@ -1704,13 +1731,11 @@ async def _dca(
 ) -> DcaResult:
     if buy_amount_sol <= 0:
         raise TradeError("INVALID_POSITION_SIZE", "DCA buy amount must be positive")
-    for _ in range(STALE_RETRIES):
-        snap = await _position_snapshot(ctx, position_id)
-        if snap is None:
-            return DcaResult(outcome="already_closed", position_id=position_id)
-        if snap["dca_count"] != expected_dca_count:
-            return DcaResult(outcome="changed", position_id=position_id)
-        executor = ctx.executor_for(snap["wallet_type"])
+
+    def moved(row: Mapping[str, Any]) -> bool:
+        return row["dca_count"] != expected_dca_count
+
+    async def plan(snap: Mapping[str, Any]) -> _PositionSwap:
         cfg = _load_config(snap["trading_config"])
         balance = parse_balance(snap["sol_balance"]) if snap["sol_balance"] is not None else ZERO
         if balance < buy_amount_sol:
@@ -1719,7 +1744,7 @@ async def _dca(
                 f"Insufficient SOL balance for DCA: have {balance:.4f}, need {buy_amount_sol:.4f}",
             )
         token = snap["token_address"]
-        decimals = await ctx.token_decimals(token)
+        decimals = await ctx.token_decimals(token, snap["wallet_type"])
         quote = await _quote(
             ctx,
             SOL_MINT,
@@ -1730,45 +1755,33 @@ async def _dca(
             token=token,
             failure=_DCA_FAILURE,
         )
-        debit = _estimate_buy(cfg, quote, decimals).debit_sol
-        sol_usd = await ctx.sol_usd_price()
-        try:
-            async with transaction(ctx.pool) as conn:
-                locked, position = await _lock_position_scope(conn, snap, [SOL_MINT, token])
-                if position is None:
-                    return DcaResult(outcome="already_closed", position_id=position_id)
-                if position["dca_count"] != expected_dca_count:
-                    return DcaResult(outcome="changed", position_id=position_id)
-                if position["updated_at"] != snap["updated_at"]:
-                    raise _Stale
-                have = locked[SOL_MINT][1] if SOL_MINT in locked else ZERO
-                if have < debit:
-                    raise TradeError(
-                        "INSUFFICIENT_BALANCE",
-                        f"Insufficient SOL balance for DCA: have {have:.4f}, need {debit:.4f}",
-                    )
-                fill = await _execute(
-                    executor,
-                    quote,
-                    wallet=snap["wallet_address"],
-                    agent_id=snap["agent_id"],
-                    side="buy",
-                    intent={"kind": "dca", "position_id": position_id},
-                    failure=_DCA_FAILURE,
+        debit = _estimate_buy(quote, decimals).debit_sol
+
+        def sol_covers_debit(locked: LockedBalances) -> None:
+            have = locked[SOL_MINT][1] if SOL_MINT in locked else ZERO
+            if have < debit:
+                raise TradeError(
+                    "INSUFFICIENT_BALANCE", f"Insufficient SOL balance for DCA: have {have:.4f}, need {debit:.4f}"
                 )
-                return await record_dca_fill(
-                    conn,
-                    position=position,
-                    cfg=cfg,
-                    fill=fill,
-                    token_decimals=decimals,
-                    sol_usd=sol_usd,
-                    locked_balances=locked,
-                    executor=executor,
-                )
-        except _Stale:
-            continue
-    raise TradeError("CONCURRENT_MODIFICATION", "DCA buy execution failed: the position kept changing")
+
+        return _PositionSwap(
+            quote=quote,
+            token_decimals=decimals,
+            side="buy",
+            intent={"kind": "dca", "position_id": position_id},
+            record=partial(record_dca_fill, cfg=cfg),
+            confirm=sol_covers_debit,
+        )
+
+    return await _swap_on_position(
+        ctx,
+        position_id,
+        result=DcaResult,
+        moved=moved,
+        plan=plan,
+        failure=_DCA_FAILURE,
+        gave_up="DCA buy execution failed: the position kept changing",
+    )
 
 
 async def record_dca_fill(
@@ -1782,54 +1795,20 @@ async def record_dca_fill(
     locked_balances: Mapping[str, tuple[str, Decimal]] | None = None,
     executor: SwapExecutor | None = None,
 ) -> DcaResult:
-    wallet, token, agent_id = position["wallet_address"], position["token_address"], position["agent_id"]
     if locked_balances is None:
-        locked_balances = await _lock_balances(conn, wallet, [SOL_MINT, token])
-    protocol, network = _fees(fill.payload)
-    plan = plan_dca_buy(
-        _position_state(position),
-        cfg,
-        input_lamports=fill.input_amount_raw,
-        output_raw=fill.output_amount_raw,
-        token_decimals=token_decimals,
-        protocol_fee_sol=protocol,
-        network_fee_sol=network,
-        now=datetime.now(UTC),
-        total_input_lamports=fill.total_input_raw,
-        sol_usd=sol_usd,
-        swap_usd_value=swap_usd_value(fill.payload),
-    )
-    signal_id, _ = await _history_inputs(conn, {**position, "take_profit_transaction_ids": []})
-    bought = plan.fill
-    tx_id, _ = await _insert_swap(
+        locked_balances = await _lock_balances(conn, position["wallet_address"], [SOL_MINT, position["token_address"]])
+    bought = _bought(fill, token_decimals, sol_usd)
+    plan = plan_dca_buy(_position_state(position), cfg, bought, now=datetime.now(UTC))
+    signal_id = await _inherited_signal(conn, position)
+    tx_id, balances = await _record_position_swap(
         conn,
-        agent_id=agent_id,
-        wallet=wallet,
-        value_usd=bought.value_usd,
-        signal_id=signal_id,
+        position=position,
         fill=fill,
-        protocol=bought.protocol_fee_sol,
-        network=bought.network_fee_sol,
-        input_mint=SOL_MINT,
-        input_symbol="SOL",
-        input_amount=bought.input_amount,
-        input_price=Decimal(1),
-        output_mint=token,
-        output_symbol=position["token_symbol"],
-        output_amount=bought.output_amount,
-        output_price=bought.price,
-        position_id=position["id"],
+        figures=bought,
+        signal_id=signal_id,
         sol_usd=sol_usd,
+        locked_balances=locked_balances,
         is_dca=True,
-    )
-    deltas = balance_deltas("SWAP", SOL_MINT, bought.input_amount, token, bought.output_amount, bought.network_fee_sol)
-    balances = await _apply_ledger(
-        conn,
-        agent_id=agent_id,
-        wallet=wallet,
-        locked=locked_balances,
-        deltas=deltas,
-        symbols={SOL_MINT: "SOL", token: position["token_symbol"]},
     )
     stop = plan.stop_loss
     updated = await Q.exec_update_position_after_dca.fetch_one(
@@ -1847,30 +1826,12 @@ async def record_dca_fill(
         plan.total_take_profit_levels,
     )
     assert updated is not None
-    if executor is not None:
-        await executor.on_recorded(conn, fill)
-    await _publish(
-        conn,
-        agent_id,
-        [
-            _updated_event(updated),
-            _balance_event(wallet, balances),
-            (
-                "trade",
-                {
-                    "kind": "dca",
-                    "transactionId": tx_id,
-                    "positionId": position["id"],
-                    "walletAddress": wallet,
-                    "tokenAddress": token,
-                    "tokenSymbol": position["token_symbol"],
-                    "inputAmount": bought.input_amount,
-                    "outputAmount": bought.output_amount,
-                    "price": bought.price,
-                },
-            ),
-        ],
-    )
+    messages = [
+        _updated_event(updated),
+        _balance_event(position["wallet_address"], balances),
+        _trade_event("dca", tx_id, position, bought),
+    ]
+    await _fill_recorded(conn, position["agent_id"], fill, executor, messages)
     return DcaResult(
         outcome="executed",
         position_id=position["id"],
@@ -1892,14 +1853,7 @@ async def execute_burn(ctx: ExecutionContext, *, position_id: uuid.UUID) -> Burn
     delete the position and write its history row with the loss (``close_reason = "rug_pull"``), in one
     transaction. Nothing is quoted or executed: the tokens are worthless."""
     ctx = await _context(ctx)
-    started = time.perf_counter()
-    try:
-        result = await _burn(ctx, position_id)
-    except BaseException:
-        _observe("burn", "failed", started)
-        raise
-    _observe("burn", "success" if result.outcome == "executed" else "skipped", started)
-    return result
+    return await _measured("burn", _burn(ctx, position_id))
 
 
 async def _burn(ctx: ExecutionContext, position_id: uuid.UUID) -> BurnResult:
@@ -1969,9 +1923,8 @@ async def record_burn(
             drop_empty_tokens=True,
         )
         messages.append(_balance_event(wallet, balances))
-    await Q.exec_delete_position.execute(conn, position["id"])
     figures = _burn_history(state, tp_proceeds, sol_usd)
-    history_id = await _insert_history(
+    history_id = await _close_position(
         conn,
         position,
         figures,
@@ -2008,15 +1961,5 @@ async def record_burn(
 
 def _burn_history(state: PositionState, received: Decimal, sol_usd: Decimal | None) -> HistoryFigures:
     """A write-off's figures: whatever take-profit sales brought in, minus everything invested."""
-    profit = quantize(received - state.total_invested_sol, SOL_8)
-    basis = state.purchase_price * state.purchase_amount
-    change = quantize(profit / basis * 100, PCT_4) if basis else ZERO
-    amount = state.purchase_amount
-    return HistoryFigures(
-        amount=amount,
-        purchase_price=state.purchase_price,
-        sale_price=quantize(received / amount, AMOUNT_18) if amount else ZERO,
-        change_percent=max(change, Decimal("-999999.9999")),
-        profit_loss_sol=profit,
-        profit_loss_usd=None if sol_usd is None else quantize(profit * sol_usd, SOL_8),
-    )
+    figures = closing_history(state, received, sol_usd)
+    return msgspec.structs.replace(figures, change_percent=max(figures.change_percent, CHANGE_PERCENT_FLOOR))

@@ -69,6 +69,24 @@ class QuotingSwapExecutor(SwapExecutor, Quoter, Protocol):
     hands back to :meth:`execute`, so what was planned is what gets executed."""
 
 
+def fill_at_quote(quote: Quote, side: Side) -> Fill:
+    """The fill of a swap that executes exactly as quoted: what simulation wallets get, and what a trade
+    is planned on before its quote is executed."""
+    return Fill(
+        side=side,
+        input_mint=quote.input_mint,
+        output_mint=quote.output_mint,
+        input_amount_raw=quote.in_amount,
+        output_amount_raw=quote.out_amount,
+        signature=None,
+        request_id=quote.request_id,
+        price_impact=quote.price_impact,
+        slippage_bps=quote.slippage_bps,
+        routes=list(quote.route_plan),
+        payload=quote.payload,
+    )
+
+
 class SimulationExecutor:
     """Fills a simulation wallet's swap exactly at its quote.
 
@@ -83,19 +101,7 @@ class SimulationExecutor:
     async def execute(
         self, quote: Quote, *, wallet_address: str, agent_id: uuid.UUID, side: Side, intent: dict[str, Any]
     ) -> Fill:
-        return Fill(
-            side=side,
-            input_mint=quote.input_mint,
-            output_mint=quote.output_mint,
-            input_amount_raw=quote.in_amount,
-            output_amount_raw=quote.out_amount,
-            signature=None,
-            request_id=quote.request_id,
-            price_impact=quote.price_impact,
-            slippage_bps=quote.slippage_bps,
-            routes=list(quote.route_plan),
-            payload=quote.payload,
-        )
+        return fill_at_quote(quote, side)
 
     async def on_recorded(self, conn: asyncpg.Connection, fill: Fill) -> None:
         return None

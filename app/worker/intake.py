@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -342,23 +342,27 @@ async def _update_lag(ctx: ExecutionContext) -> None:
     WORKER_LAG.set(await Q.worker_signal_lag.fetch_val(ctx.pool) or 0.0)
 
 
-async def signal_intake_service(worker: Any) -> None:
-    """Worker service: drain signals on every wake-up and at least every ``WORKER_SIGNAL_POLL_MS``."""
-    ctx = await components.execution(worker)
+async def drain_on_notify(
+    worker: Any, channel: str, drain: Callable[[], Awaitable[object]], *, name: str, logger: logging.Logger
+) -> None:
+    """Run ``drain`` on every NOTIFY on ``channel`` and at least every ``WORKER_SIGNAL_POLL_MS`` until the
+    worker stops: the loop of the services whose queue is a table (signals, manual trade requests).
+
+    Never let one bad claim stop the service: a failure is logged (``"<name> interrupted"`` when the
+    database went away, ``"<name> failed"`` otherwise) and the poll interval paces the retries.
+    """
     wake = asyncio.Event()
-    listener = asyncio.create_task(listen(worker.database_url, CHANNEL, wake, worker.stopping))
+    listener = asyncio.create_task(listen(worker.database_url, channel, wake, worker.stopping))
     poll_s = worker.settings.worker_signal_poll_ms / 1000
     try:
         while not worker.stopping.is_set():
             wake.clear()
             try:
-                await drain_signals(ctx, worker.settings, worker.worker_id, worker.stopping)
-                await _update_lag(ctx)
+                await drain()
             except INFRASTRUCTURE_ERRORS as exc:
-                log.warning("signal intake interrupted", extra={"fields": {"error": str(exc)}})
+                logger.warning(f"{name} interrupted", extra={"fields": {"error": str(exc)}})
             except Exception:
-                # Never let one bad claim stop the intake; the poll interval paces the retries.
-                log.exception("signal intake failed")
+                logger.exception(f"{name} failed")
             try:
                 await asyncio.wait_for(_first(wake, worker.stopping), timeout=poll_s)
             except TimeoutError:
@@ -366,3 +370,14 @@ async def signal_intake_service(worker: Any) -> None:
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
+
+
+async def signal_intake_service(worker: Any) -> None:
+    """Worker service: drain signals on every wake-up and at least every ``WORKER_SIGNAL_POLL_MS``."""
+    ctx = await components.execution(worker)
+
+    async def drain() -> None:
+        await drain_signals(ctx, worker.settings, worker.worker_id, worker.stopping)
+        await _update_lag(ctx)
+
+    await drain_on_notify(worker, CHANNEL, drain, name="signal intake", logger=log)

@@ -37,7 +37,7 @@ from app.worker.execution import (
     execute_buy,
     execute_full_sale,
 )
-from app.worker.intake import INFRASTRUCTURE_ERRORS, listen
+from app.worker.intake import INFRASTRUCTURE_ERRORS, drain_on_notify
 
 log = logging.getLogger(__name__)
 
@@ -169,23 +169,10 @@ async def drain_requests(ctx: ExecutionContext, settings: Settings, stopping: as
 async def trade_requests_service(worker: Any) -> None:
     """Worker service: execute manual trades on every ``trade_request_created`` and on each poll."""
     ctx = await components.execution(worker)
-    wake = asyncio.Event()
-    listener = asyncio.create_task(listen(worker.database_url, CHANNEL, wake, worker.stopping))
-    poll_s = worker.settings.worker_signal_poll_ms / 1000
-    try:
-        while not worker.stopping.is_set():
-            wake.clear()
-            try:
-                await drain_requests(ctx, worker.settings, worker.stopping)
-            except INFRASTRUCTURE_ERRORS as exc:
-                log.warning("trade requests interrupted", extra={"fields": {"error": str(exc)}})
-            except Exception:
-                log.exception("trade requests failed")
-            wait = asyncio.create_task(wake.wait())
-            stop = asyncio.create_task(worker.stopping.wait())
-            await asyncio.wait([wait, stop], timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
-            wait.cancel()
-            stop.cancel()
-    finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+    await drain_on_notify(
+        worker,
+        CHANNEL,
+        lambda: drain_requests(ctx, worker.settings, worker.stopping),
+        name="trade requests",
+        logger=log,
+    )

@@ -135,6 +135,7 @@ class LiveRig:
             rng=random.Random(1),
             decimals_lookup=self.solana.get_mint_decimals,
             live_executor=self.executor,
+            live_decimals_lookup=self.solana.get_mint_decimals,
         )
 
     # -- the fake chain executing Jupiter's swap ---------------------------------------------------

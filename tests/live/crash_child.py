@@ -38,6 +38,7 @@ async def main(agent_id: str, mint: str, size: str) -> None:
                 rng=random.Random(1),
                 decimals_lookup=swapper.rpc.get_mint_decimals,
                 live_executor=live,
+                live_decimals_lookup=swapper.rpc.get_mint_decimals,
             )
             result = await execute_buy(
                 ctx, agent_id=uuid.UUID(agent_id), token_address=mint, token_symbol="FAKE", position_size=Decimal(size)

@@ -28,7 +28,7 @@ from app.live.keys import set_keystore
 from app.live.services import live_settlement_service
 from app.trading.units import SOL_MINT
 from app.worker import components
-from app.worker.execution import ExecutionContext, execute_take_profit_sale
+from app.worker.execution import ExecutionContext, execute_buy, execute_take_profit_sale
 from app.worker.intake import drain_signals, signal_intake_service
 from app.worker.main import WorkerContext
 from tests.factories import create_agent, create_user, deposit_sol
@@ -58,19 +58,18 @@ class LiveWorker:
         monkeypatch.setenv("WALLET_1", rig.secret)
         monkeypatch.setenv("WALLET_1_OWNER", rig.email)
         set_keystore(None)  # the API and the worker load the process-wide store from the environment
-        rig.settings = live_settings(
-            rig.settings,
-            price_source="jupiter",
-            jupiter_base_url=rig.jup.url,
-            jupiter_price_url=rig.jup.price_url,
-            solana_rpc_url=rig.rpc.url,
-            pyth_hermes_url=self.hermes.url,
-            dexscreener_url=self.dex.url,
-            worker_signal_poll_ms=50,
-            live_settle_interval_s=0.05,
-            live_lease_s=1.0,
-            **overrides,
-        )
+        wiring: dict[str, Any] = {
+            "price_source": "jupiter",
+            "jupiter_base_url": rig.jup.url,
+            "jupiter_price_url": rig.jup.price_url,
+            "solana_rpc_url": rig.rpc.url,
+            "pyth_hermes_url": self.hermes.url,
+            "dexscreener_url": self.dex.url,
+            "worker_signal_poll_ms": 50,
+            "live_settle_interval_s": 0.05,
+            "live_lease_s": 1.0,
+        }
+        rig.settings = live_settings(rig.settings, **{**wiring, **overrides})
         rig.user_id = await create_user(rig.pool, rig.email)
         rig.agent_id, _ = await create_agent(rig.pool, rig.user_id, "live agent", trading_config=FIXED_SIZE)
         assigned = await self.client.post(
@@ -93,7 +92,8 @@ class LiveWorker:
             worker_id=f"live-worker-{uuid.uuid4().hex[:6]}",
         )
         self.execution: ExecutionContext = await components.execution(self.worker)
-        await self.execution.market.sol_usd.wait_ready(5)
+        if rig.settings.price_source != "replay":  # Pyth streams SOL/USD; the replay market has it at once
+            await self.execution.market.sol_usd.wait_ready(5)
         return self
 
     def start(self, *services: Callable[[WorkerContext], Awaitable[None]]) -> None:
@@ -258,6 +258,34 @@ async def test_signal_live_buy_then_take_profit_settled_after_a_crash(
     assert after["take_profit_levels_hit"] == 2
     assert after["moon_bag_activated"] is True and after["moon_bag_amount"] == moon_bag
     assert after["remaining_amount"] == held - sell
+    await rig.assert_ledger_matches_chain()
+    assert await run_audit(rig.pool) == []
+
+
+async def test_live_buy_takes_token_decimals_from_the_chain_not_from_the_replay_market(
+    live_worker: LiveWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PRICE_SOURCE=replay (the default) with a wallet key loaded: the replay market prices and quotes
+    # simulation wallets, but it does not know this mint and would give it 6 decimals.
+    lw = await live_worker.setup(monkeypatch, price_source="replay")
+    rig = lw.rig
+    assert isinstance(lw.execution.live_executor, LiveExecutor)
+    assert lw.execution.market.replay.token_decimals(rig.mint) == 6
+    rig.rpc.mint_decimals[rig.mint] = 9  # what the mint account on chain says
+    rig.rent = ATA_RENT
+    rig.auto_land()
+
+    bought = await execute_buy(
+        lw.worker, agent_id=rig.agent_id, token_address=rig.mint, token_symbol="NINE", position_size=Decimal(1)
+    )
+
+    [swap] = await rig.swaps()
+    [buy] = await rig.ledger_rows()
+    quoted_out = int(swap["quoted_out_amount"])
+    assert rig.rpc.token_accounts[rig.wallet][rig.mint] == quoted_out
+    assert buy["output_amount"] == bought.output_amount == Decimal(quoted_out).scaleb(-9)
+    position = await rig.pool.fetchrow("SELECT * FROM agent_positions WHERE id = $1", bought.position_id)
+    assert position["purchase_amount"] == Decimal(quoted_out).scaleb(-9)
     await rig.assert_ledger_matches_chain()
     assert await run_audit(rig.pool) == []
 

@@ -28,7 +28,7 @@ from app.trading.position import PositionState
 from app.trading.sizing import calculate_position_size, resolve_buy_size
 from app.trading.stop_loss import evaluate_stop_loss, initial_stop_loss, stop_price
 from app.trading.take_profit import evaluate_take_profit
-from app.trading.trades import new_average_price, plan_buy, plan_dca_buy, plan_full_sale
+from app.trading.trades import buy_fill, new_average_price, plan_buy, plan_dca_buy, plan_full_sale, sell_fill
 from app.trading.units import SOL_MINT, from_raw, to_raw
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -184,11 +184,13 @@ def swaps(draw):
 def test_buy_then_full_sale_conserves_value(s, start):
     buy = plan_buy(
         default_config(),
-        input_lamports=s["in_lamports"],
-        output_raw=s["out_raw"],
-        token_decimals=s["decimals"],
-        protocol_fee_sol=s["buy_protocol"],
-        network_fee_sol=s["buy_network"],
+        buy_fill(
+            input_lamports=s["in_lamports"],
+            output_raw=s["out_raw"],
+            token_decimals=s["decimals"],
+            protocol_fee_sol=s["buy_protocol"],
+            network_fee_sol=s["buy_network"],
+        ),
     )
     b = buy.fill
     assume(start >= b.debit_sol)
@@ -205,11 +207,13 @@ def test_buy_then_full_sale_conserves_value(s, start):
     )
     sale = plan_full_sale(
         state,
-        input_raw=to_raw(balances[TOKEN], s["decimals"]),
-        token_decimals=s["decimals"],
-        output_lamports=s["sell_lamports"],
-        protocol_fee_sol=min(s["sell_protocol"], from_raw(s["sell_lamports"], 9) / 2),
-        network_fee_sol=s["sell_network"],
+        sell_fill(
+            input_raw=to_raw(balances[TOKEN], s["decimals"]),
+            token_decimals=s["decimals"],
+            output_lamports=s["sell_lamports"],
+            protocol_fee_sol=min(s["sell_protocol"], from_raw(s["sell_lamports"], 9) / 2),
+            network_fee_sol=s["sell_network"],
+        ),
     )
     f = sale.fill
     assume(f.output_amount > 0)
@@ -301,11 +305,9 @@ def test_dca_buy_never_triggers_its_own_stop(sl, average, peak_ratio, stored, he
     plan = plan_dca_buy(
         state,
         cfg,
-        input_lamports=lamports,
-        output_raw=out_raw,
-        token_decimals=6,
-        protocol_fee_sol=None,
-        network_fee_sol=None,
+        buy_fill(
+            input_lamports=lamports, output_raw=out_raw, token_decimals=6, protocol_fee_sol=None, network_fee_sol=None
+        ),
         now=NOW,
     )
     after = replace(

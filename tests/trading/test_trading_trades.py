@@ -52,12 +52,14 @@ def test_buy_worked_example():
     protocol, network = extract_jupiter_fees(order(SOL_MINT, TOKEN, 1_000_000_000, 36614551686, 105_000))
     plan = plan_buy(
         default_config(),
-        input_lamports=1_000_000_000,
-        output_raw=36614551686,
-        token_decimals=6,
-        protocol_fee_sol=protocol,
-        network_fee_sol=network,
-        sol_usd=D(150),
+        buy_fill(
+            input_lamports=1_000_000_000,
+            output_raw=36614551686,
+            token_decimals=6,
+            protocol_fee_sol=protocol,
+            network_fee_sol=network,
+            sol_usd=D(150),
+        ),
     )
     fill = plan.fill
     assert fill.in_sol == D("1.0") and fill.output_amount == D("36614.551686")
@@ -112,11 +114,14 @@ def test_full_sale_worked_example():
     protocol, network = extract_jupiter_fees(order(TOKEN, SOL_MINT, 36614551686, 1_200_000_000, 105_000))
     plan = plan_full_sale(
         position,
-        input_raw=36614551686,
-        token_decimals=6,
-        output_lamports=1_200_000_000,
-        protocol_fee_sol=protocol,
-        network_fee_sol=network,
+        sell_fill(
+            input_raw=36614551686,
+            token_decimals=6,
+            output_lamports=1_200_000_000,
+            protocol_fee_sol=protocol,
+            network_fee_sol=network,
+            sol_usd=D(150),
+        ),
         sol_usd=D(150),
     )
     fill = plan.fill
@@ -139,11 +144,13 @@ def test_full_sale_worked_example():
 def test_buy_then_sale_moves_sol_by_exactly_the_profit():
     buy = plan_buy(
         default_config(),
-        input_lamports=1_000_000_000,
-        output_raw=36614551686,
-        token_decimals=6,
-        protocol_fee_sol=D("0.001"),
-        network_fee_sol=D("0.000105"),
+        buy_fill(
+            input_lamports=1_000_000_000,
+            output_raw=36614551686,
+            token_decimals=6,
+            protocol_fee_sol=D("0.001"),
+            network_fee_sol=D("0.000105"),
+        ),
     )
     balances = {SOL_MINT: D(5)}
     f = buy.fill
@@ -158,11 +165,13 @@ def test_buy_then_sale_moves_sol_by_exactly_the_profit():
     )
     sale = plan_full_sale(
         position,
-        input_raw=36614551686,
-        token_decimals=6,
-        output_lamports=1_200_000_000,
-        protocol_fee_sol=D("0.0012"),
-        network_fee_sol=D("0.000105"),
+        sell_fill(
+            input_raw=36614551686,
+            token_decimals=6,
+            output_lamports=1_200_000_000,
+            protocol_fee_sol=D("0.0012"),
+            network_fee_sol=D("0.000105"),
+        ),
     )
     s = sale.fill
     balances |= apply_deltas(
@@ -180,11 +189,14 @@ def tp_sale(position, decision, tokens_raw, lamports, sol_usd=D(150)):
     return plan_take_profit_sale(
         position,
         decision,
-        input_raw=tokens_raw,
-        token_decimals=6,
-        output_lamports=lamports,
-        protocol_fee_sol=protocol,
-        network_fee_sol=network,
+        sell_fill(
+            input_raw=tokens_raw,
+            token_decimals=6,
+            output_lamports=lamports,
+            protocol_fee_sol=protocol,
+            network_fee_sol=network,
+            sol_usd=sol_usd,
+        ),
         now=NOW,
         sol_usd=sol_usd,
     )
@@ -219,11 +231,13 @@ def test_take_profit_then_stop_loss_worked_example():
     protocol, network = extract_jupiter_fees(order(TOKEN, SOL_MINT, 750_000_000, 600_000_000, 100_000))
     sale = plan_full_sale(
         after,
-        input_raw=750_000_000,
-        token_decimals=6,
-        output_lamports=600_000_000,
-        protocol_fee_sol=protocol,
-        network_fee_sol=network,
+        sell_fill(
+            input_raw=750_000_000,
+            token_decimals=6,
+            output_lamports=600_000_000,
+            protocol_fee_sol=protocol,
+            network_fee_sol=network,
+        ),
         tp_net_proceeds=net_sol_proceeds(plan.fill.output_amount, plan.fill.network_fee_sol),
     )
     assert sale.fill.credit_sol == D("0.5993")
@@ -311,11 +325,13 @@ def test_full_simulated_dca_example():
     plan = plan_dca_buy(
         position,
         cfg,
-        input_lamports=600_000_000,
-        output_raw=750_000_000,
-        token_decimals=6,
-        protocol_fee_sol=D(0),
-        network_fee_sol=D("0.000105"),
+        buy_fill(
+            input_lamports=600_000_000,
+            output_raw=750_000_000,
+            token_decimals=6,
+            protocol_fee_sol=D(0),
+            network_fee_sol=D("0.000105"),
+        ),
         now=NOW,
     )
     assert plan.fill.debit_sol == D("0.600105")
@@ -356,11 +372,13 @@ def test_append_levels_example():
     plan = plan_dca_buy(
         position,
         cfg,
-        input_lamports=450_000_000,
-        output_raw=562_500_000,
-        token_decimals=6,
-        protocol_fee_sol=None,
-        network_fee_sol=D("0.000105"),
+        buy_fill(
+            input_lamports=450_000_000,
+            output_raw=562_500_000,
+            token_decimals=6,
+            protocol_fee_sol=None,
+            network_fee_sol=D("0.000105"),
+        ),
         now=NOW,
     )
     assert plan.fill.debit_sol == D("0.450105")
