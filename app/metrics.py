@@ -87,6 +87,11 @@ PASSWORD_HASH_OPERATIONS = Counter(
     registry=REGISTRY,
 )
 AUTH_EVENTS_TOTAL = Counter("auth_events_total", "Authentication decisions by event", ["event"], registry=REGISTRY)
+# API-key cache: 1 while this process's revocation listener is connected; at 0 every API-key request
+# reads the database (correct, slower).
+API_KEY_LISTENER_UP = Gauge(
+    "api_key_revocation_listener_up", "1 while API-key revocations are heard (cache in use)", registry=REGISTRY
+)
 # Withdrawals (issue 9): requests by wallet type and outcome (completed, pending, failed, expired, refused).
 WITHDRAWALS_TOTAL = Counter(
     "withdrawals_total", "Withdrawal requests by wallet type and outcome", ["wallet_type", "outcome"], registry=REGISTRY

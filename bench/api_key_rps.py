@@ -10,7 +10,9 @@ that do identical work, listing one user's agents with the same named query:
 * ``GET /bench/keyed``: ``scoped("agents")``, called with an API key (``X-API-Key``).
 
 and also drives the real ``GET /api/v1/agents`` (API key, and JWT) and ``GET /api/v1/health/live`` (no DB at
-all). Closed-loop load from this process (aiohttp, ``--concurrency`` connections); endpoints take turns in
+all). API keys are answered from the process's key cache once the API's revocation listener (app.auth.revocations) is
+connected; the run waits for it before measuring. Closed-loop load from this process (aiohttp, ``--concurrency``
+connections); endpoints take turns in
 ``--rounds`` rounds of ``--duration`` seconds so load drift hits them alike. Prints requests/s per endpoint and
 the ratio keyed/open (the cost of API-key authentication on a DB-backed endpoint; target >= 0.8).
 
@@ -38,6 +40,7 @@ from _harness import DEFAULT_ADMIN_URL, REPO, create_database, drop_database, fr
 
 from app.api.auth import Principal, scoped
 from app.auth.keys import generate_api_key
+from app.auth.revocations import APPLICATION_NAME as KEY_LISTENER_APP
 from app.auth.tokens import issue_access_token
 
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
@@ -132,6 +135,22 @@ async def wait_live(base: str, proc: asyncio.subprocess.Process, within_s: float
     raise TimeoutError("API did not start")
 
 
+async def wait_key_listener(url: str, within_s: float = 30.0) -> None:
+    """Measure the API as it runs normally: with the key cache in use, i.e. its revocation listener connected."""
+    conn = await asyncpg.connect(url)
+    try:
+        deadline = time.monotonic() + within_s
+        while not await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            KEY_LISTENER_APP,
+        ):
+            if time.monotonic() >= deadline:
+                raise TimeoutError("the API's key revocation listener did not connect")
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
 async def run(args: argparse.Namespace) -> None:
     url = await create_database(args.admin_url)
     proc = None
@@ -145,6 +164,7 @@ async def run(args: argparse.Namespace) -> None:
         )
         base = f"http://127.0.0.1:{port}"
         await wait_live(base, proc)
+        await wait_key_listener(url)
         key_header = {"X-API-Key": api_key}
         endpoints = {
             "GET /bench/open (no auth, agents query)": ("/bench/open", {}),

@@ -8,9 +8,12 @@ in one run and one process (median of ``--repeats`` batches of ``--iterations`` 
 
 * ``baseline: SELECT 1``: one pool round trip, the floor of anything that asks PostgreSQL;
 * ``sha256 only``: hashing a presented key, no database;
-* ``sha256 key``: ``ApiKeyVerifier.verify`` for a key created by this API (one indexed query);
-* ``bcrypt key, cached``: an imported key (bcrypt ``key_hash``) after its first verification (one query by id);
-* ``bcrypt key, uncached``: the same key with the cache cleared each time (prefix query + bcrypt);
+* ``sha256 key, cached``: ``ApiKeyVerifier.verify`` for a key created by this API, with the revocation listener
+  connected (app.auth.revocations): answered from the in-process cache, no database;
+* ``sha256 key, cache bypassed``: the same without a listener, as during a listener outage (one indexed query);
+* ``bcrypt key, cached``: an imported key (bcrypt ``key_hash``) after its first verification, listener connected;
+* ``bcrypt key, cache bypassed``: the same without a listener (the bcrypt memo: one query by id and hash);
+* ``bcrypt key, uncached``: the same key evicted each time (prefix query + bcrypt);
 * ``JWT decode only``: signature and claims check, no database;
 * ``access token``: JWT decode + the revocation query (one query with two primary-key probes).
 
@@ -37,6 +40,7 @@ from _harness import DEFAULT_ADMIN_URL, create_database, drop_database, migrate
 
 from app.api.auth import decode_token, issue_access_token
 from app.auth.keys import ApiKeyVerifier, generate_api_key, hash_api_key
+from app.auth.revocations import KeyRevocationListener
 from app.auth.sessions import is_access_token_revoked
 from app.db import create_pool
 
@@ -60,7 +64,7 @@ async def interleaved(cases: list[tuple[str, Callable[[], Awaitable[object]], in
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-async def populate(pool: asyncpg.Pool, bcrypt_cost: int, other_keys: int) -> tuple[uuid.UUID, str, str]:
+async def populate(pool: asyncpg.Pool, bcrypt_cost: int, other_keys: int) -> tuple[uuid.UUID, str, str, uuid.UUID]:
     """A user with one API-created key, one imported bcrypt key, and ``other_keys`` keys of other users (so the
     indexes have something to search)."""
     user_id = await pool.fetchval("INSERT INTO users (email) VALUES ('bench-keys@example.com') RETURNING id")
@@ -82,13 +86,14 @@ async def populate(pool: asyncpg.Pool, bcrypt_cost: int, other_keys: int) -> tup
     )
     legacy_key, _, legacy_prefix = generate_api_key()
     legacy_hash = bcrypt.hashpw(legacy_key.encode(), bcrypt.gensalt(bcrypt_cost)).decode()
-    await pool.execute(
-        "INSERT INTO api_keys (user_id, name, key_hash, key_prefix, scopes) VALUES ($1, 'bcrypt', $2, $3, '{agents}')",
+    legacy_id = await pool.fetchval(
+        "INSERT INTO api_keys (user_id, name, key_hash, key_prefix, scopes) VALUES ($1, 'bcrypt', $2, $3, '{agents}') "
+        "RETURNING id",
         user_id,
         legacy_hash,
         legacy_prefix,
     )
-    return user_id, sha_key, legacy_key
+    return user_id, sha_key, legacy_key, legacy_id
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -96,19 +101,28 @@ async def run(args: argparse.Namespace) -> None:
     try:
         await asyncio.to_thread(migrate, url)
         pool = await create_pool(url, min_size=1, max_size=2)
+        cached = ApiKeyVerifier(ttl_s=3600)
+        listener = KeyRevocationListener(url, cached)
+        await listener.start()
         try:
-            await measure(pool, args)
+            await asyncio.wait_for(listener.connected.wait(), 10)
+            await measure(pool, cached, args)
         finally:
+            await listener.stop()
             await pool.close()
     finally:
         await drop_database(args.admin_url, url)
 
 
-async def measure(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
-    user_id, sha_key, legacy_key = await populate(pool, args.bcrypt_cost, args.other_keys)
-    verifier = ApiKeyVerifier(ttl_s=3600)
-    assert await verifier.verify(pool, sha_key) is not None
-    assert await verifier.verify(pool, legacy_key) is not None
+async def measure(pool: asyncpg.Pool, cached: ApiKeyVerifier, args: argparse.Namespace) -> None:
+    user_id, sha_key, legacy_key, legacy_id = await populate(pool, args.bcrypt_cost, args.other_keys)
+    bypassed = ApiKeyVerifier(ttl_s=3600)  # no listener: never trusts its cache
+    for verifier in (cached, bypassed):
+        assert await verifier.verify(pool, sha_key) is not None
+        assert await verifier.verify(pool, legacy_key) is not None
+    hits = cached.cache_hits
+    assert await cached.verify(pool, sha_key) is not None
+    assert cached.cache_hits == hits + 1, "the cached verifier is not answering from its cache"
     token = issue_access_token(SECRET, user_id, "bench-keys@example.com", session_id=uuid.uuid4())
 
     async def ping() -> None:
@@ -117,15 +131,21 @@ async def measure(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
     async def sha_only() -> None:
         hash_api_key(sha_key)
 
-    async def sha_verify() -> None:
-        await verifier.verify(pool, sha_key)
+    async def sha_cached() -> None:
+        await cached.verify(pool, sha_key)
+
+    async def sha_bypassed() -> None:
+        await bypassed.verify(pool, sha_key)
 
     async def bcrypt_cached() -> None:
-        await verifier.verify(pool, legacy_key)
+        await cached.verify(pool, legacy_key)
+
+    async def bcrypt_bypassed() -> None:
+        await bypassed.verify(pool, legacy_key)
 
     async def bcrypt_uncached() -> None:
-        verifier._cache.clear()
-        await verifier.verify(pool, legacy_key)
+        bypassed.evict(legacy_id)
+        await bypassed.verify(pool, legacy_key)
 
     async def jwt_only() -> None:
         decode_token(SECRET, token, "access")
@@ -139,8 +159,10 @@ async def measure(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
     cases = [
         ("baseline: SELECT 1", ping, n),
         ("sha256 only (no DB)", sha_only, n),
-        ("sha256 key", sha_verify, n),
+        ("sha256 key, cached", sha_cached, n),
+        ("sha256 key, cache bypassed", sha_bypassed, n),
         ("bcrypt key, cached", bcrypt_cached, n),
+        ("bcrypt key, cache bypassed (memo)", bcrypt_bypassed, n),
         (f"bcrypt key, uncached (cost {args.bcrypt_cost})", bcrypt_uncached, slow_n),
         ("JWT decode only (no DB)", jwt_only, n),
         ("access token (JWT + revocation)", access_token, n),

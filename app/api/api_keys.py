@@ -104,7 +104,8 @@ async def delete_api_key(key_id: FromPath[str], principal: PrincipalDep, pool: P
     deleted = await Q.auth_delete_api_key.fetch_val(pool, _key_id(key_id), principal.user_id)
     if deleted is None:
         raise _not_found()
-    auth_runtime(state).api_keys.invalidate(deleted)
+    # Other processes evict on the trigger's notice; this one must not wait for its own notice to come back.
+    auth_runtime(state).api_keys.evict(deleted)
     return Response({"success": True, "message": "API key deleted successfully"}, status_code=200)
 
 

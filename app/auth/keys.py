@@ -1,14 +1,23 @@
 """API keys: ``nex_`` + 32 base64url characters (192 random bits), stored as SHA-256 hex in ``api_keys.key_hash``.
 
 A fast hash is the right tool for a high-entropy secret: nobody can guess 192 bits offline, so a slow hash would
-only cost every request ~100-250 ms (measured in stack.md §4d, and by bench/api_key_verify.py). Lookup is one
-indexed equality query per request, so deleting a key revokes it on the very next request in every process.
+only cost every request ~100-250 ms (measured in stack.md §4d, and by bench/api_key_verify.py).
+
+Verified keys are cached in the process, as ``sha256(presented key) -> row`` (key id, owner id and e-mail,
+scopes): a cached key costs no database round trip. The cache is only trusted while this process hears about
+every change to ``api_keys``: migration 0011's trigger NOTIFYs ``api_key_revoked`` with the key id when a row is
+deleted (through the API, by a user deletion's cascade, or by hand) or updated, and ``app.auth.revocations`` keeps
+a LISTEN connection that evicts the entry. While that connection is down the cache is emptied and bypassed, so a
+notice missed during an outage can never keep a deleted key alive. The deleting process also evicts
+synchronously, so a key deleted through the API fails on the very next request of that process; other processes
+refuse it once the notice arrives (the commit's delivery time, milliseconds). Entries also expire after
+``api_key_cache_ttl_s``, the bound on any change made with triggers disabled.
 
 Keys imported from a Nexgent database whose seed documentation stores a *bcrypt* hash cannot be looked up by
-equality. Those rows are found by their display prefix and checked with bcrypt in a thread; a verified key is
-then cached for ``api_key_cache_ttl_s`` as ``sha256(presented key) -> (key id, stored bcrypt hash)``. The cache
-never answers alone: each request re-reads the row by id *and* stored hash (the same cost as a SHA-256 lookup),
-so a deleted key, or a row whose hash changed, fails at once in every process; the cache only saves the bcrypt.
+equality. Those rows are found by their display prefix and checked with bcrypt in a thread. A successful check is
+remembered separately as ``sha256(presented key) -> (key id, bcrypt hash)``; that memo never answers alone (each
+use re-reads the row by id *and* hash), so it stays valid without notifications and spares the bcrypt while the
+listener is down.
 """
 
 from __future__ import annotations
@@ -18,8 +27,8 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import asyncpg
 import bcrypt
@@ -66,11 +75,52 @@ def _bcrypt_key_matches(stored: str, raw_key: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class _CachedKey:
-    key_id: uuid.UUID
-    key_hash: str
-    expires_at: float
+class KeyCache:
+    """``sha256(presented key) -> row``: least recently used first out beyond ``max_entries``, each entry valid
+    for ``ttl_s``, indexed by key id so that a revocation evicts without scanning."""
+
+    def __init__(self, ttl_s: float, max_entries: int, clock: Callable[[], float]) -> None:
+        self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
+        self._entries: OrderedDict[str, tuple[ApiKeyRow, float]] = OrderedDict()
+        self._shas_of_key: dict[uuid.UUID, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key_sha: str) -> ApiKeyRow | None:
+        entry = self._entries.get(key_sha)
+        if entry is None:
+            return None
+        row, expires_at = entry
+        if expires_at <= self.clock():
+            self._drop(key_sha)
+            return None
+        self._entries.move_to_end(key_sha)
+        return row
+
+    def put(self, key_sha: str, row: ApiKeyRow) -> None:
+        self._drop(key_sha)
+        self._entries[key_sha] = (row, self.clock() + self.ttl_s)
+        self._shas_of_key.setdefault(row.id, set()).add(key_sha)
+        while len(self._entries) > self.max_entries:
+            self._drop(next(iter(self._entries)))
+
+    def evict_key(self, key_id: uuid.UUID) -> None:
+        for key_sha in self._shas_of_key.pop(key_id, ()):
+            del self._entries[key_sha]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._shas_of_key.clear()
+
+    def _drop(self, key_sha: str) -> None:
+        entry = self._entries.pop(key_sha, None)
+        if entry is None:
+            return
+        shas = self._shas_of_key[entry[0].id]
+        shas.discard(key_sha)
+        if not shas:
+            del self._shas_of_key[entry[0].id]
 
 
 class ApiKeyVerifier:
@@ -84,21 +134,78 @@ class ApiKeyVerifier:
         bcrypt_concurrency: int = 2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
-        self._cache: dict[str, _CachedKey] = {}
+        self._verified = KeyCache(ttl_s, max_entries, clock)
+        self._bcrypt_memo = KeyCache(ttl_s, max_entries, clock)
         self._inflight: dict[str, asyncio.Task[ApiKeyRow | None]] = {}
         # bcrypt-12 costs ~230 ms of CPU: a flood of guesses sharing a known prefix must not take every core.
         self._bcrypt_slots = asyncio.Semaphore(bcrypt_concurrency)
+        # True only while the revocation listener is connected: the cache answers alone only then.
+        self._live = False
+        # Bumped by every eviction and listener change. A lookup stores its result only if no bump happened while
+        # it read the database: a deletion that commits after the read, and whose notice is handled before the
+        # read returns, would otherwise be outlived by the entry stored afterwards.
+        self._generation = 0
         self.bcrypt_checks = 0
+        self.cache_hits = 0
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    @property
+    def cached_keys(self) -> int:
+        return len(self._verified)
 
     async def verify(self, conn: asyncpg.Pool | asyncpg.Connection, raw_key: str) -> ApiKeyRow | None:
         key_sha = hash_api_key(raw_key)
-        cached = self._cached(key_sha)
-        if cached is not None:
-            row = await Q.auth_api_key_by_id_and_hash.fetch_one(conn, cached.key_id, cached.key_hash, into=ApiKeyRow)
+        if self._live:
+            row = self._verified.get(key_sha)
+            if row is not None:
+                self.cache_hits += 1
+                return row
+        generation = self._generation
+        row = await self._verify_in_database(conn, key_sha, raw_key)
+        if row is not None and self._live and generation == self._generation:
+            self._verified.put(key_sha, row)
+        return row
+
+    # --- what the revocation listener and the deleting handler call -----------------------------------
+
+    def evict(self, key_id: uuid.UUID) -> None:
+        """Forget a deleted or changed key in this process."""
+        self._generation += 1
+        self._verified.evict_key(key_id)
+        self._bcrypt_memo.evict_key(key_id)
+
+    def evict_all(self) -> None:
+        self._generation += 1
+        self._verified.clear()
+        self._bcrypt_memo.clear()
+
+    def listener_connected(self) -> None:
+        """Called once LISTEN is in effect: every change committed from now on will be heard. Entries from before
+        (none are kept while disconnected) are dropped anyway, so nothing predates the listening."""
+        self._generation += 1
+        self._verified.clear()
+        self._live = True
+
+    def listener_lost(self) -> None:
+        """Notices may be missed from now on: stop trusting, and forget, every cached key."""
+        self._live = False
+        self._generation += 1
+        self._verified.clear()
+
+    # --- the database path ----------------------------------------------------------------------------
+
+    async def _verify_in_database(
+        self, conn: asyncpg.Pool | asyncpg.Connection, key_sha: str, raw_key: str
+    ) -> ApiKeyRow | None:
+        memo = self._bcrypt_memo.get(key_sha)
+        if memo is not None:
+            row = await Q.auth_api_key_by_id_and_hash.fetch_one(conn, memo.id, memo.key_hash, into=ApiKeyRow)
             if row is not None:
                 return row
-            self._cache.pop(key_sha, None)
+            self._bcrypt_memo.evict_key(memo.id)
         row = await Q.auth_api_key_by_hash.fetch_one(conn, key_sha, into=ApiKeyRow)
         if row is not None:
             return row
@@ -107,18 +214,6 @@ class ApiKeyVerifier:
         if not legacy:
             return None
         return await self._verify_legacy_once(key_sha, raw_key, legacy)
-
-    def invalidate(self, key_id: uuid.UUID) -> None:
-        """Forget a deleted key in this process (other processes find the row gone on their next request)."""
-        for key_sha in [s for s, entry in self._cache.items() if entry.key_id == key_id]:
-            del self._cache[key_sha]
-
-    def _cached(self, key_sha: str) -> _CachedKey | None:
-        entry = self._cache.get(key_sha)
-        if entry is not None and entry.expires_at <= self.clock():
-            del self._cache[key_sha]
-            return None
-        return entry
 
     async def _verify_legacy_once(self, key_sha: str, raw_key: str, rows: list[ApiKeyRow]) -> ApiKeyRow | None:
         """Concurrent requests with the same key share one bcrypt run instead of each paying for it. The run is
@@ -136,7 +231,7 @@ class ApiKeyVerifier:
             return
         match = task.result()
         if match is not None:
-            self._remember(key_sha, match)
+            self._bcrypt_memo.put(key_sha, match)
 
     async def _bcrypt_match(self, raw_key: str, rows: list[ApiKeyRow]) -> ApiKeyRow | None:
         for row in rows:
@@ -146,12 +241,3 @@ class ApiKeyVerifier:
                 if await asyncio.to_thread(_bcrypt_key_matches, row.key_hash, raw_key):
                     return row
         return None
-
-    def _remember(self, key_sha: str, row: ApiKeyRow) -> None:
-        if len(self._cache) >= self.max_entries:
-            now = self.clock()
-            for stale in [s for s, entry in self._cache.items() if entry.expires_at <= now]:
-                del self._cache[stale]
-            if len(self._cache) >= self.max_entries:
-                del self._cache[next(iter(self._cache))]  # oldest insertion first
-        self._cache[key_sha] = _CachedKey(row.id, row.key_hash, self.clock() + self.ttl_s)
