@@ -1,11 +1,5 @@
--- Price monitor (domain §9): which tokens to poll, the positions a price drives, and the write-back of
--- the trailing-stop / DCA tracking fields.
-
--- name: monitor_tracked_tokens
--- Tokens with at least one open position and how many positions each has.
-SELECT token_address, count(*)::int AS positions
-FROM agent_positions
-GROUP BY token_address;
+-- Price monitor (domain §9): the reads that keep its in-process position store current, and the write-back
+-- of the trailing-stop / DCA tracking fields.
 
 -- name: monitor_open_positions
 -- $1 mints. Every open position of those tokens with the automated-trading flag of the position's own
@@ -24,57 +18,41 @@ JOIN agent_wallets w ON w.wallet_address = p.wallet_address
 WHERE p.token_address = ANY ($1::text[])
 ORDER BY p.token_address, p.created_at, p.id;
 
--- name: monitor_positions_to_evaluate
--- $1 mints, $2 their prices (parallel arrays), $3 now. The open positions of those tokens that need a full
--- evaluation at this price: automation on for the position's wallet type, and no valid quiet band containing
--- the price (position_quiet_bands). Each row carries its agent's stored config and that config's hash.
--- The quiet check runs on narrow rows first; only the positions it keeps are read in full.
-WITH priced AS (
-    SELECT * FROM unnest($1::text[], $2::numeric[]) AS t(mint, price)
-), configs AS MATERIALIZED (
-    -- One hash per agent (not per position).
-    SELECT a.id, a.trading_config, md5(coalesce(a.trading_config::text, '')) AS config_hash,
-           a.automated_trading_simulation, a.automated_trading_live
-    FROM agents a
-    WHERE EXISTS (SELECT 1 FROM agent_positions x WHERE x.agent_id = a.id AND x.token_address = ANY ($1::text[]))
-), due AS MATERIALIZED (
-    SELECT p.id
-    FROM agent_positions p
-    JOIN priced t ON t.mint = p.token_address
-    JOIN configs c ON c.id = p.agent_id
-    LEFT JOIN position_quiet_bands b ON b.position_id = p.id
-    WHERE NOT coalesce(
-        b.version = p.updated_at AND b.config_hash = c.config_hash
-        AND (b.lo IS NULL OR t.price > b.lo) AND (b.hi IS NULL OR t.price < b.hi)
-        AND (b.until IS NULL OR b.until > $3::timestamptz),
-        false)
-)
+-- name: monitor_position_versions_since
+-- $1 timestamptz or NULL. The position store's incremental read (app/worker/position_store.py): id and version
+-- of every position changed after $1 (all of them for NULL), narrow so that re-reading rows the store already
+-- holds (its own write-backs, the overlap) stays cheap; the changed ones are then read in full. Two arrays in
+-- one row: far cheaper to decode than one record per position.
+SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(updated_at), '{}') AS versions
+FROM agent_positions WHERE updated_at > coalesce($1::timestamptz, '-infinity');
+
+-- name: monitor_positions_by_ids
+-- $1 position ids: the rows a sync found missing from the store or changed, with their wallet type.
 SELECT p.id, p.agent_id, p.wallet_address, p.token_address, p.token_symbol, p.purchase_transaction_id,
        p.purchase_price, p.purchase_amount, p.current_stop_loss_percentage, p.peak_price, p.lowest_price,
        p.last_stop_loss_update, p.dca_count, p.dca_transaction_ids, p.last_dca_time, p.total_invested_sol,
        p.created_at, p.updated_at, p.remaining_amount, p.take_profit_levels_hit, p.take_profit_transaction_ids,
        p.last_take_profit_time, p.moon_bag_activated, p.moon_bag_amount, p.realized_profit_sol,
-       p.tp_batch_start_level, p.total_take_profit_levels, w.wallet_type, c.trading_config, c.config_hash
-FROM due d
-JOIN agent_positions p ON p.id = d.id
+       p.tp_batch_start_level, p.total_take_profit_levels, w.wallet_type
+FROM agent_positions p
 JOIN agent_wallets w ON w.wallet_address = p.wallet_address
-JOIN configs c ON c.id = p.agent_id
-WHERE CASE WHEN w.wallet_type = 'live' THEN c.automated_trading_live ELSE c.automated_trading_simulation END
-ORDER BY p.token_address, p.created_at, p.id;
+WHERE p.id = ANY ($1::uuid[]);
 
--- name: monitor_store_quiet_bands
--- $1 position ids, $2 row versions (updated_at) the bands were computed for, $3 config hashes, $4 lo, $5 hi,
--- $6 until (parallel arrays).
-INSERT INTO position_quiet_bands AS b (position_id, version, config_hash, lo, hi, until)
-SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::numeric[], $5::numeric[], $6::timestamptz[])
-ON CONFLICT (position_id) DO UPDATE
-SET version = EXCLUDED.version, config_hash = EXCLUDED.config_hash, lo = EXCLUDED.lo, hi = EXCLUDED.hi,
-    until = EXCLUDED.until;
+-- name: monitor_position_count
+-- How many positions exist, and the start of the reading transaction (the store's next watermark).
+SELECT count(*)::int AS total, now() AS read_at FROM agent_positions;
 
--- name: monitor_prune_quiet_bands
--- Bands of positions that no longer exist.
-DELETE FROM position_quiet_bands b
-WHERE NOT EXISTS (SELECT 1 FROM agent_positions p WHERE p.id = b.position_id);
+-- name: monitor_position_versions
+-- Every position's id and version, as two arrays: the store's reconciliation (deletions, inserts beyond the
+-- overlap, updates hidden by a long transaction).
+SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(updated_at), '{}') AS versions
+FROM agent_positions;
+
+-- name: monitor_agents_since
+-- $1 timestamptz or NULL, $2 agent ids. Settings of the agents changed after $1 (all for NULL) or listed in $2.
+SELECT id, trading_config, automated_trading_simulation, automated_trading_live, updated_at
+FROM agents
+WHERE updated_at > coalesce($1::timestamptz, '-infinity') OR id = ANY ($2::uuid[]);
 
 -- name: monitor_update_tracking
 -- Batch write-back of the fields that changed this tick, one row per position (parallel arrays):

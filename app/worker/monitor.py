@@ -2,21 +2,24 @@
 
 Every ``worker_price_poll_ms`` (never overlapping) one tick:
 
-1. **Tracking set** — the tokens with an open position, read from the database: at start, every
-   ``tracking_refresh_s`` whether or not the set is empty, and at once when a ``position_created`` /
-   ``position_closed`` event arrives on ``nexgent_events`` (fix of §16.24: upstream never refreshed an
-   empty set and missed positions opened by other processes).
+1. **Tracking set** — the tokens with an open position in the in-process position store
+   (:mod:`app.worker.position_store`, loaded at start, then synced incrementally): recomputed every
+   ``tracking_refresh_s`` (and the store reconciled in full at the end of that tick) whether or not the
+   set is empty, and at once when a ``position_created`` / ``position_closed`` event arrives on
+   ``nexgent_events`` (fix of §16.24: upstream never refreshed an empty set and missed positions opened
+   by other processes).
 2. **Prices** for exactly those tokens from the market's price source, plus SOL/USD. A price is used
    only if it is fresh (``observed_at`` within :func:`app.worker.prices.price_max_age`) and, when the
    source derives SOL prices from USD (Jupiter), only with a real and fresh SOL/USD: the reference's
    invented 100 USD (§16.21) has no equivalent here. Fresh prices are stored in ``token_prices`` and
    broadcast as one ``price_update_batch`` event.
-3. **Evaluation** of the open positions of each priced token, read fresh from the database, with
+3. **Evaluation** of the open positions of each priced token, in memory: the store first applies the
+   rows and agent settings changed since the last tick, then each position is evaluated with
    :func:`app.trading.evaluate.evaluate_position` (stop loss → take profit → stale trade → DCA; the
-   first that fires is the tick's action). A position whose last evaluation had nothing to do stores
-   its *quiet band* (:mod:`app.worker.quiet_band`) and the position query skips it in SQL while the
-   price stays inside the band and neither the row nor the agent's config changed. The automated-trading flag is the one of the position's
-   *wallet type* (fix of §16.22). Changed ``peak_price`` / ``current_stop_loss_percentage`` /
+   first that fires is the tick's action). A position whose last evaluation had nothing to do keeps its
+   *quiet band* (:mod:`app.worker.quiet_band`) in the store and is skipped while the price stays inside
+   the band and neither the row nor the agent's settings changed. The automated-trading flag is the one
+   of the position's *wallet type* (fix of §16.22). Changed ``peak_price`` / ``current_stop_loss_percentage`` /
    ``last_stop_loss_update`` / ``lowest_price`` are written in one conditional batch UPDATE (nothing is
    written for an unchanged position; a row modified since it was read is left alone and its action
    skipped until the next tick). The stop column is ``numeric(5,2)``: the evaluator stores at most
@@ -75,8 +78,9 @@ from app.trading.evaluate import Action, DcaBuy, Hold, SellAll, SellPartial, eva
 from app.trading.position import PositionState
 from app.trading.rug import is_rug_pulled
 from app.worker import execution
+from app.worker.position_store import PositionStore, Row
 from app.worker.prices import normalize_price, price_max_age, sol_usd_max_age, sol_usd_row, store_prices
-from app.worker.quiet_band import QuietBand, quiet_band
+from app.worker.quiet_band import quiet_band
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +116,8 @@ class TickReport:
     rejected: dict[str, str] = field(default_factory=dict)
     unpriced: list[str] = field(default_factory=list)
     evaluated: int = 0
-    quiet: int = 0  # positions of the priced tokens skipped in SQL, inside their quiet band
+    quiet: int = 0  # positions of the priced tokens skipped, inside their quiet band
+    evaluation_s: float = 0.0  # the in-memory pass over the priced tokens' positions (decide)
     persisted: int = 0
     actions: list[tuple[uuid.UUID, str]] = field(default_factory=list)
     rug_pulled: list[str] = field(default_factory=list)
@@ -172,13 +177,14 @@ class PriceMonitor:
         self.in_flight: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._tracking_dirty = True
         self._refreshed_at = -math.inf
+        self._reconcile_due = False
         self._tick_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(max(1, self.settings.worker_concurrency))
         self._configs: dict[uuid.UUID, tuple[Any, AgentTradingConfig | None]] = {}
         self._dca_suspended_until: dict[uuid.UUID, float] = {}
         self._rug_checked_at: dict[str, float] = {}
         self._rug_strikes: dict[str, int] = {}
-        self._open_counts: dict[str, int] = {}
+        self.store = PositionStore()
         self._listener: asyncpg.Connection | None = None
 
     # --- tracking set -------------------------------------------------------------------------------
@@ -198,11 +204,13 @@ class PriceMonitor:
             self.tracked.add(str(position["tokenAddress"]))
 
     async def refresh_tracking(self) -> None:
-        rows = await Q.monitor_tracked_tokens.fetch_all(self.pool)
-        self._open_counts = {row["token_address"]: row["positions"] for row in rows}
-        self.tracked = set(self._open_counts)
-        OPEN_POSITIONS.set(sum(self._open_counts.values()))
-        await Q.monitor_prune_quiet_bands.execute(self.pool)
+        """Recompute the tracking set from the store, synced first. On the periodic refresh the store is also
+        reconciled in full, at the end of the tick (:meth:`tick`), so that read never delays a decision."""
+        if self.store.loaded and self.clock() - self._refreshed_at >= self.settings.tracking_refresh_s:
+            self._reconcile_due = True
+        await self.store.sync(self.pool)
+        self.tracked = set(self.store.open_counts())
+        OPEN_POSITIONS.set(len(self.store.rows))
         now = self.clock()
         self._dca_suspended_until = {pid: t for pid, t in self._dca_suspended_until.items() if t > now}
         self._tracking_dirty = False
@@ -245,7 +253,11 @@ class PriceMonitor:
 
     async def tick(self) -> TickReport:
         async with self._tick_lock:
-            return await self._tick()
+            report = await self._tick()
+            if self._reconcile_due:
+                self._reconcile_due = False
+                await self.store.reconcile(self.pool)
+            return report
 
     async def _tick(self) -> TickReport:
         report = TickReport()
@@ -355,18 +367,15 @@ class PriceMonitor:
         return cfg
 
     async def _evaluate(self, fresh: dict[str, TokenPrice], now: datetime, report: TickReport) -> None:
-        mints = list(fresh)
-        prices = {mint: fresh[mint].price_sol for mint in mints}
-        rows = await Q.monitor_positions_to_evaluate.fetch_all(self.pool, mints, [prices[m] for m in mints], now)
+        await self.store.sync(self.pool)
+        prices = {mint: fresh[mint].price_sol for mint in fresh}
         started = time.perf_counter()
-        decisions, bands, report.evaluated = self.decide(rows, prices, now)
-        PRICE_MONITOR_TICK_LATENCY.observe(time.perf_counter() - started)
+        decisions, report.evaluated, report.quiet = self.decide(prices, now)
+        report.evaluation_s = time.perf_counter() - started
+        PRICE_MONITOR_TICK_LATENCY.observe(report.evaluation_s)
         POSITIONS_EVALUATED_TOTAL.inc(report.evaluated)
-        report.quiet = max(0, sum(self._open_counts.get(mint, 0) for mint in mints) - len(rows))
         written = await self._persist([(row, action) for row, action in decisions if action.update.changed], now)
         report.persisted = len(written)
-        if bands:
-            await self._store_bands(bands)
         for row, action in decisions:
             if isinstance(action, Hold):
                 continue
@@ -374,53 +383,47 @@ class PriceMonitor:
                 continue  # the row moved under us: decide again on the next tick with fresh state
             self._dispatch(row, action, written.get(row["id"], row["updated_at"]), report)
 
-    def decide(
-        self, rows: list[dict[str, Any]], prices: dict[str, Decimal], now: datetime
-    ) -> tuple[list[tuple[dict[str, Any], Action]], list[tuple[dict[str, Any], QuietBand]], int]:
-        """Evaluate positions in memory (rows of ``monitor_positions_to_evaluate``).
+    def decide(self, prices: dict[str, Decimal], now: datetime) -> tuple[list[tuple[Row, Action]], int, int]:
+        """Evaluate, in memory, the store's positions of the priced tokens that are not inside their quiet band.
 
-        Returns the decisions with something to write or do, the quiet bands of the positions that had
-        nothing to do (:mod:`app.worker.quiet_band`; stored so the next ticks skip them in SQL while
-        the price, the row and the config stay put), and how many positions were evaluated.
+        A position with nothing to do gets its band (:mod:`app.worker.quiet_band`), so the next ticks skip
+        it while the price, the row and the agent's settings stay put. Returns the decisions with something
+        to write or do, how many positions were evaluated and how many were skipped as quiet.
         """
-        decisions: list[tuple[dict[str, Any], Action]] = []
-        bands: list[tuple[dict[str, Any], QuietBand]] = []
-        evaluated = 0
+        decisions: list[tuple[Row, Action]] = []
+        evaluated = quiet = 0
         resolved: dict[uuid.UUID, AgentTradingConfig | None] = {}
-        for row in rows:
-            if self.in_flight and row["id"] in self.in_flight:
+        for mint in sorted(prices):
+            book = self.store.tokens.get(mint)
+            if book is None:
                 continue
-            agent_id = row["agent_id"]
-            if agent_id not in resolved:
-                resolved[agent_id] = self._config(agent_id, row["trading_config"])
-            cfg = resolved[agent_id]
-            if cfg is None:
-                continue
-            evaluated += 1
-            price = prices[row["token_address"]]
-            state = msgspec.convert(row, PositionState)
-            action = evaluate_position(state, price, cfg, now)
-            if isinstance(action, Hold) and not action.update.changed:
-                band = quiet_band(state, price, cfg, now)
-                if band is not None:
-                    bands.append((row, band))
-                continue
-            decisions.append((row, action))
-        return decisions, bands, evaluated
+            price = prices[mint]
+            due = book.due(price, now)
+            quiet += len(book.rows) - len(due)
+            for row in sorted((book.rows[pid] for pid in due), key=lambda r: (r["created_at"], r["id"])):
+                if self.in_flight and row["id"] in self.in_flight:
+                    continue
+                agent_id = row["agent_id"]
+                agent = self.store.agents.get(agent_id)
+                if agent is None or not agent.automated(row["wallet_type"]):
+                    continue
+                if agent_id not in resolved:
+                    resolved[agent_id] = self._config(agent_id, agent.trading_config)
+                cfg = resolved[agent_id]
+                if cfg is None:
+                    continue
+                evaluated += 1
+                state = msgspec.convert(row, PositionState)
+                action = evaluate_position(state, price, cfg, now)
+                if isinstance(action, Hold) and not action.update.changed:
+                    self.store.set_band(row, quiet_band(state, price, cfg, now))
+                    continue
+                decisions.append((row, action))
+        return decisions, evaluated, quiet
 
-    async def _store_bands(self, bands: list[tuple[dict[str, Any], QuietBand]]) -> None:
-        await Q.monitor_store_quiet_bands.execute(
-            self.pool,
-            [row["id"] for row, _ in bands],
-            [row["updated_at"] for row, _ in bands],
-            [row["config_hash"] for row, _ in bands],
-            [band.lo for _, band in bands],
-            [band.hi for _, band in bands],
-            [band.until for _, band in bands],
-        )
-
-    async def _persist(self, changed: list[tuple[dict[str, Any], Action]], now: datetime) -> dict[uuid.UUID, datetime]:
-        """Write the changed tracking fields; returns the new ``updated_at`` of each row written."""
+    async def _persist(self, changed: list[tuple[Row, Action]], now: datetime) -> dict[uuid.UUID, datetime]:
+        """Write the changed tracking fields (into the store too); returns the new ``updated_at`` of each row
+        written."""
         if not changed:
             return {}
         updates = [(row, action.update) for row, action in changed]
@@ -438,6 +441,8 @@ class PriceMonitor:
             )
             for row in rows:
                 await publish(conn, row["agent_id"], "position_updated", position_updated_event(row))
+        for row in rows:
+            self.store.upsert(dict(row))
         return {row["id"]: row["updated_at"] for row in rows}
 
     def _dispatch(self, row: dict[str, Any], action: Action, updated_at: datetime, report: TickReport) -> None:
