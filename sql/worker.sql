@@ -24,9 +24,19 @@ DO UPDATE SET attempts = signal_claims.attempts + 1, worker_id = EXCLUDED.worker
 RETURNING attempts;
 
 -- name: worker_signal_agents
--- Agents of the signal's owner that have no execution row for it yet.
-SELECT a.id, a.trading_mode, a.automated_trading_simulation, a.automated_trading_live, a.trading_config
+-- Agents of the signal's owner that have no execution row for it yet ($3 the signal's token, $4 SOL mint), each
+-- with the unlocked snapshot its buy is planned on (the columns of exec_buy_snapshot for the wallet of its
+-- trading mode): one query for the whole fan-out instead of one per agent. The buy re-checks it under its locks.
+SELECT a.id, a.user_id, a.trading_mode, a.automated_trading_simulation, a.automated_trading_live, a.trading_config,
+       w.wallet_address, w.wallet_type,
+       sb.balance AS sol_balance,
+       EXISTS (SELECT 1 FROM agent_positions p
+               WHERE p.agent_id = a.id AND p.wallet_address = w.wallet_address AND p.token_address = $3)
+           AS position_exists,
+       (SELECT count(*) FROM agent_positions p WHERE p.agent_id = a.id)::int AS open_positions
 FROM agents a
+LEFT JOIN agent_wallets w ON w.agent_id = a.id AND w.wallet_type = a.trading_mode
+LEFT JOIN agent_balances sb ON sb.wallet_address = w.wallet_address AND sb.token_address = $4
 WHERE a.user_id = $2
   AND NOT EXISTS (SELECT 1 FROM signal_executions e WHERE e.signal_id = $1 AND e.agent_id = a.id)
 ORDER BY a.id;

@@ -29,6 +29,7 @@ wait for a display currency): ``transaction_value_usd`` / ``profit_loss_usd`` ar
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -448,6 +449,7 @@ def _position_state(row: Mapping[str, Any]) -> PositionState:
     return msgspec.convert(dict(row), PositionState)
 
 
+@functools.cache  # the same few dozen column names, for every event
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
@@ -684,6 +686,21 @@ class BuyIntent(msgspec.Struct, frozen=True, kw_only=True):
     signal_execution: bool  # a signal-driven buy: the (signal, agent) execution row must end up "success"
 
 
+class BuySnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """What a buy is planned on, read without locks (``exec_buy_snapshot``; the intake reads the snapshots of
+    all agents of a signal in one query). The locked re-checks decide whether the plan still holds."""
+
+    agent_id: uuid.UUID
+    user_id: uuid.UUID
+    trading_mode: str
+    trading_config: Any
+    wallet_address: str | None
+    wallet_type: str | None
+    sol_balance: str | None
+    position_exists: bool
+    open_positions: int
+
+
 @dataclass(frozen=True, slots=True)
 class _BuyPlan:
     cfg: AgentTradingConfig
@@ -695,6 +712,7 @@ class _BuyPlan:
     quote: Quote
     debit: Decimal
     decimals: int
+    prefetched: bool  # planned on a snapshot the caller read earlier (possibly long before the locks)
 
 
 async def execute_buy(
@@ -709,6 +727,7 @@ async def execute_buy(
     signal_execution: tuple[int, uuid.UUID] | None = None,
     in_transaction: InTransaction | None = None,
     conn: asyncpg.Connection | None = None,
+    snapshot: BuySnapshot | None = None,
 ) -> BuyResult:
     """Open a position (§4.3). Raises :class:`TradeError` (the reference's codes and texts).
 
@@ -716,7 +735,9 @@ async def execute_buy(
     trade's transaction; if the row already exists nothing is traded (:class:`AlreadyExecuted`).
     ``in_transaction(conn, result)`` runs inside the ledger transaction after the rows are written
     (the manual-trade service records its request outcome there). ``conn`` (not in a transaction) is used
-    instead of a pool connection: the intake's fan-out lanes keep one each.
+    instead of a pool connection: the intake's fan-out lanes keep one each. ``snapshot`` (the agent's, for
+    the wallet of its trading mode: ``wallet_address`` None) spares the first plan its own read; a
+    re-plan reads afresh.
     """
     ctx = await _context(ctx)
     request = {
@@ -728,6 +749,7 @@ async def execute_buy(
         "wallet_address": wallet_address,
         "signal_execution": signal_execution,
         "in_transaction": in_transaction,
+        "snapshot": snapshot,
     }
 
     async def buy() -> BuyResult:
@@ -751,14 +773,18 @@ async def _buy(
     wallet_address: str | None,
     signal_execution: tuple[int, uuid.UUID] | None,
     in_transaction: InTransaction | None,
+    snapshot: BuySnapshot | None,
 ) -> BuyResult:
     if not token_address:
         raise TradeError("VALIDATION_FAILED", "Token address is required")
     if token_address == SOL_MINT:
         raise TradeError("VALIDATION_FAILED", "Cannot buy SOL with SOL")
 
+    prefetched = [snapshot] if snapshot is not None else []
+
     async def attempt() -> BuyResult:
-        plan = await _plan_buy(ctx, conn, agent_id, token_address, position_size, wallet_address)
+        snap = prefetched.pop() if prefetched else None
+        plan = await _plan_buy(ctx, conn, agent_id, token_address, position_size, wallet_address, snap)
         return await _commit_buy(
             ctx,
             conn,
@@ -781,30 +807,33 @@ async def _plan_buy(
     token: str,
     position_size: Decimal | None,
     wallet_address: str | None,
+    prefetched: BuySnapshot | None = None,
 ) -> _BuyPlan:
-    snap = await Q.exec_buy_snapshot.fetch_one(conn, agent_id, wallet_address, token, SOL_MINT)
+    snap = prefetched or await Q.exec_buy_snapshot.fetch_one(
+        conn, agent_id, wallet_address, token, SOL_MINT, into=BuySnapshot
+    )
     if snap is None:
         raise TradeError("AGENT_NOT_FOUND", "Agent not found")
-    if snap["wallet_address"] is None:
+    if snap.wallet_address is None:
         if wallet_address:
             raise TradeError("WALLET_NOT_FOUND", "Wallet not found or does not belong to agent")
         raise TradeError("WALLET_NOT_FOUND", "No wallet found for agent")
-    cfg = _load_config(snap["trading_config"])
-    wallet, wallet_type, mode = snap["wallet_address"], snap["wallet_type"], snap["trading_mode"]
+    cfg = _load_config(snap.trading_config)
+    wallet, wallet_type, mode = snap.wallet_address, snap.wallet_type, snap.trading_mode
     ctx.executor_for(wallet_type)
     if mode != wallet_type:
         raise TradeError(
             "TRADING_MODE_MISMATCH", f"Trading mode mismatch: agent is in '{mode}' mode but wallet is '{wallet_type}'"
         )
-    balance = parse_balance(snap["sol_balance"]) if snap["sol_balance"] is not None else ZERO
+    balance = parse_balance(snap.sol_balance) if snap.sol_balance is not None else ZERO
     reserve = cfg.purchase_limits.minimum_agent_balance
     if balance <= 0:
         raise TradeError("INSUFFICIENT_BALANCE", "Insufficient SOL balance")
     if balance < reserve:
         raise TradeError("BELOW_MINIMUM_THRESHOLD", f"Balance below minimum threshold: {plain(reserve)} SOL")
-    if snap["position_exists"]:
+    if snap.position_exists:
         raise TradeError("POSITION_EXISTS", f"Position already exists for token: {token}")
-    if snap["open_positions"] >= ctx.max_open_positions:
+    if snap.open_positions >= ctx.max_open_positions:
         raise TradeError(
             "MAX_POSITIONS_EXCEEDED", f"Agent has reached maximum limit of {ctx.max_open_positions} open positions"
         )
@@ -816,7 +845,7 @@ async def _plan_buy(
     )
     return _BuyPlan(
         cfg=cfg,
-        raw_config=snap["trading_config"],
+        raw_config=snap.trading_config,
         trading_mode=mode,
         wallet=wallet,
         wallet_type=wallet_type,
@@ -824,6 +853,7 @@ async def _plan_buy(
         quote=quote,
         debit=debit,
         decimals=decimals,
+        prefetched=prefetched is not None,
     )
 
 
@@ -973,6 +1003,8 @@ async def _commit_buy(
             or state["position_exists"]
             or state["open_positions"] >= ctx.max_open_positions
             or sol_now - plan.debit < reserve
+            # A plan made on an earlier snapshot is kept only if it was sized on the balance now locked.
+            or (plan.prefetched and sol_now != plan.balance)
         ):
             raise _Stale
         fill = await _execute(

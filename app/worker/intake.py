@@ -37,8 +37,16 @@ from app.market.types import MarketError, TokenMetrics
 from app.metrics import SIGNAL_PROCESSING_LATENCY, SIGNAL_PROCESSING_TOTAL, SIGNAL_TO_FILL_LATENCY, WORKER_LAG
 from app.trading.config import AgentTradingConfig, InvalidConfig, load_config
 from app.trading.eligibility import check_eligibility
+from app.trading.units import SOL_MINT
 from app.worker import components
-from app.worker.execution import AlreadyExecuted, BuyResult, ExecutionContext, TradeError, execute_buy
+from app.worker.execution import (
+    AlreadyExecuted,
+    BuyResult,
+    BuySnapshot,
+    ExecutionContext,
+    TradeError,
+    execute_buy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +82,32 @@ class SignalRow(msgspec.Struct, frozen=True):
 
 
 class AgentRow(msgspec.Struct, frozen=True):
+    """An agent of the signal's owner with the unlocked snapshot its buy is planned on (``BuySnapshot``)."""
+
     id: uuid.UUID
+    user_id: uuid.UUID
     trading_mode: str
     automated_trading_simulation: bool
     automated_trading_live: bool
     trading_config: Any = None
+    wallet_address: str | None = None
+    wallet_type: str | None = None
+    sol_balance: str | None = None
+    position_exists: bool = False
+    open_positions: int = 0
+
+    def buy_snapshot(self) -> BuySnapshot:
+        return BuySnapshot(
+            agent_id=self.id,
+            user_id=self.user_id,
+            trading_mode=self.trading_mode,
+            trading_config=self.trading_config,
+            wallet_address=self.wallet_address,
+            wallet_type=self.wallet_type,
+            sol_balance=self.sol_balance,
+            position_exists=self.position_exists,
+            open_positions=self.open_positions,
+        )
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -139,6 +168,7 @@ async def _buy_for(ctx: ExecutionContext, conn: asyncpg.Connection, signal: Sign
                 signal_id=signal.id,
                 signal_execution=(signal.id, agent.id),
                 conn=conn,
+                snapshot=agent.buy_snapshot(),
             )
         except AlreadyExecuted:
             return Outcome(agent.id, "duplicate")
@@ -215,10 +245,24 @@ def _observe(signal: SignalRow, outcomes: list[Outcome], picked_up: float) -> No
             SIGNAL_TO_FILL_LATENCY.observe(max(0.0, (now - signal.created_at).total_seconds()))
 
 
+async def _signal_agents(conn: asyncpg.Connection, signal: SignalRow) -> list[AgentRow]:
+    """The owner's agents without a row yet, with their buy snapshots (one query for the fan-out)."""
+    token = (signal.token_address or "").strip()
+    return await Q.worker_signal_agents.fetch_all(conn, signal.id, signal.user_id, token, SOL_MINT, into=AgentRow)
+
+
 async def process_signal(
-    ctx: ExecutionContext, conn: asyncpg.Connection, signal: SignalRow, attempts: int, settings: Settings
+    ctx: ExecutionContext,
+    conn: asyncpg.Connection,
+    signal: SignalRow,
+    attempts: int,
+    settings: Settings,
+    agents: list[AgentRow] | None = None,
 ) -> list[Outcome]:
-    """Give every agent of the owner its row, then mark the signal processed (on the claim's ``conn``)."""
+    """Give every agent of the owner its row, then mark the signal processed (on the claim's ``conn``).
+
+    ``agents``: the first round's :func:`_signal_agents`, when the caller already read them.
+    """
     picked_up = time.perf_counter()
     if signal.user_id is None:
         await Q.worker_finish_signal.fetch_val(conn, signal.id, None, attempts)
@@ -227,10 +271,11 @@ async def process_signal(
         return await _write_off(conn, signal, attempts)
     outcomes: list[Outcome] = []
     for _ in range(FAN_OUT_ROUNDS):
-        agents = await Q.worker_signal_agents.fetch_all(conn, signal.id, signal.user_id, into=AgentRow)
+        agents = agents if agents is not None else await _signal_agents(conn, signal)
         batch = await _fan_out(ctx, signal, agents, settings.worker_concurrency) if agents else []
         await _write_rows(conn, signal.id, batch)
         outcomes += batch
+        agents = None
         if await Q.worker_finish_signal.fetch_val(conn, signal.id, signal.user_id, attempts) is not None:
             _observe(signal, outcomes, picked_up)
             counts = {status: sum(o.status == status for o in outcomes) for status in ("success", "failed", "skipped")}
@@ -241,13 +286,17 @@ async def process_signal(
 
 async def _write_off(conn: asyncpg.Connection, signal: SignalRow, attempts: int) -> list[Outcome]:
     """A poison signal: record every missing agent as failed so the queue moves on."""
-    agents = await Q.worker_signal_agents.fetch_all(conn, signal.id, signal.user_id, into=AgentRow)
+    agents = await _signal_agents(conn, signal)
     message = f"Signal processing abandoned after {attempts - 1} attempts: {signal.last_error or 'worker crashed'}"
     outcomes = [Outcome(agent.id, "failed", message) for agent in agents]
     await _write_rows(conn, signal.id, outcomes)
     await Q.worker_finish_signal.fetch_val(conn, signal.id, signal.user_id, attempts)
     log.error("signal written off", extra={"fields": {"signal_id": signal.id, "attempts": attempts - 1}})
     return outcomes
+
+
+async def _nothing() -> None:
+    return None
 
 
 def backoff_seconds(attempts: int, base: float) -> float:
@@ -260,15 +309,29 @@ async def claim_and_process(ctx: ExecutionContext, settings: Settings, worker_id
         signal = await Q.worker_claim_signal.fetch_one(conn, into=SignalRow)
         if signal is None:
             return False
-        attempts = await Q.worker_count_claim.fetch_val(ctx.pool, signal.id, worker_id)
+        attempts: int | None = None
         with bind(signal_id=signal.id):
             try:
                 # A savepoint: a failed attempt drops its own skipped/failed rows, keeps the claim usable.
                 async with conn.transaction():
-                    await process_signal(ctx, conn, signal, attempts, settings)
+                    # The claim is counted (autocommit, on another connection) while the agents are read on
+                    # the claim's: the fan-out needs both, neither needs the other.
+                    counted, agents = await asyncio.gather(
+                        Q.worker_count_claim.fetch_val(ctx.pool, signal.id, worker_id),
+                        _signal_agents(conn, signal) if signal.user_id is not None else _nothing(),
+                        return_exceptions=True,
+                    )
+                    if isinstance(counted, BaseException):
+                        raise counted
+                    attempts = counted
+                    if isinstance(agents, BaseException):
+                        raise agents
+                    await process_signal(ctx, conn, signal, attempts, settings, agents)
             except INFRASTRUCTURE_ERRORS:
                 raise
             except Exception as exc:
+                if attempts is None:
+                    raise  # the claim was not counted: there is no attempt to charge
                 delay = backoff_seconds(attempts, settings.worker_signal_retry_base_s)
                 log.exception("signal processing failed", extra={"fields": {"attempts": attempts, "retry_in_s": delay}})
                 await Q.worker_fail_signal.execute(conn, signal.id, attempts, f"{type(exc).__name__}: {exc}", delay)
