@@ -12,6 +12,9 @@ the same request's answer (never a second trade); the same key with a different 
 Error codes map to HTTP as api.md §14.4 suggests: ``*_NOT_FOUND`` → 404; ``*_IN_PROGRESS``,
 ``POSITION_LOCKED``, ``POSITION_EXISTS``, ``POSITION_ALREADY_CLOSED`` → 409; a market/venue failure
 (``EXECUTION_FAILED`` …) → 502; a worker that never picked the request up → 503; the rest → 400.
+Live outcomes that are not the client's fault: ``SWAP_UNCONFIRMED`` (sent, may still land; settlement
+records it) → 202 with the request id and the swap's signature; ``WALLET_BUSY`` (an earlier live swap of the
+wallet is unresolved) → 409 with ``Retry-After``; ``SWAP_EXPIRED`` (provably never landed, safe to retry) → 502.
 """
 
 from __future__ import annotations
@@ -44,10 +47,24 @@ MAX_IDEMPOTENCY_KEY = 255
 INT32_MAX = 2**31 - 1
 CLOSE_REASONS = ("manual", "stop_loss")
 
-CONFLICT_CODES = frozenset({"POSITION_LOCKED", "POSITION_EXISTS", "POSITION_ALREADY_CLOSED", "CONCURRENT_MODIFICATION"})
-UPSTREAM_CODES = frozenset(
-    {"EXECUTION_FAILED", "TAKE_PROFIT_EXECUTION_FAILED", "DCA_EXECUTION_FAILED", "SWAP_FAILED", "QUOTE_FAILED"}
+CONFLICT_CODES = frozenset(
+    {"POSITION_LOCKED", "POSITION_EXISTS", "POSITION_ALREADY_CLOSED", "CONCURRENT_MODIFICATION", "WALLET_BUSY"}
 )
+UPSTREAM_CODES = frozenset(
+    {
+        "EXECUTION_FAILED",
+        "TAKE_PROFIT_EXECUTION_FAILED",
+        "DCA_EXECUTION_FAILED",
+        "SWAP_FAILED",
+        "SWAP_EXPIRED",
+        "QUOTE_FAILED",
+    }
+)
+# The swap was sent but its outcome is unknown: the request was fine and may yet have traded.
+PENDING_SETTLEMENT_CODE = "SWAP_UNCONFIRMED"
+# A hint only: the unresolved swap is settled when it confirms or its blockhash expires (≈ 1-2 min at most);
+# a retry that comes too early is refused again and sends nothing.
+WALLET_BUSY_RETRY_AFTER_S = 5
 
 
 def http_status(code: str | None) -> int:
@@ -192,6 +209,23 @@ def _pending(request_id: uuid.UUID, headers: dict[str, str]) -> Response:
     )  # fmt: skip
 
 
+def _pending_settlement(row: dict[str, Any], headers: dict[str, str]) -> Response:
+    location = f"/api/v1/trades/requests/{row['id']}"
+    details = msgspec.json.decode(row["result_json"]) if row["result_json"] else {}
+    body = {
+        "requestId": str(row["id"]),
+        "status": "pending_settlement",
+        "code": row["error_code"],
+        "message": row["error_message"],
+        "signature": details.get("signature"),
+        "statusUrl": location,
+    }
+    return Response(
+        content=encode_json(body), status_code=202, media_type="application/json",
+        headers={**headers, "Location": location},
+    )  # fmt: skip
+
+
 def answer(row: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     """HTTP answer for a trade request row in any state."""
     headers = headers or {}
@@ -201,6 +235,10 @@ def answer(row: dict[str, Any], headers: dict[str, str] | None = None) -> Respon
         )
     if row["status"] == "failed":
         code = row["error_code"]
+        if code == PENDING_SETTLEMENT_CODE:
+            return _pending_settlement(row, headers)
+        if code == "WALLET_BUSY":
+            headers = {**headers, "Retry-After": str(WALLET_BUSY_RETRY_AFTER_S)}
         raise ApiError(http_status(code), row["error_message"] or "Trade failed", code, headers=headers)
     return _pending(row["id"], headers)
 

@@ -91,6 +91,13 @@ def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+def _failure_details(err: TradeError) -> dict[str, Any] | None:
+    """What a failed request keeps besides its code: a live swap's signature, so the client can follow a swap
+    whose outcome settlement decides later (``SWAP_UNCONFIRMED``)."""
+    signature = getattr(err, "signature", None)
+    return {"signature": signature} if signature else None
+
+
 async def _run(ctx: ExecutionContext, request: RequestRow) -> None:
     """Execute the request; its outcome row is written inside the trade's ledger transaction."""
 
@@ -143,7 +150,9 @@ async def claim_and_execute(ctx: ExecutionContext, settings: Settings) -> bool:
                 await _run(ctx, request)
             except TradeError as err:
                 log.info("manual trade refused", extra={"fields": {"code": err.code, "error": err.message}})
-                await Q.trade_request_finish.execute(conn, request.id, "failed", None, err.code, err.message)
+                await Q.trade_request_finish.execute(
+                    conn, request.id, "failed", _failure_details(err), err.code, err.message
+                )
                 return True
             except INFRASTRUCTURE_ERRORS:
                 raise
