@@ -14,11 +14,12 @@ import re
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Response
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter
 
 from app.api.errors import ApiError
 from app.trading._num import plain
@@ -28,6 +29,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_OFFSET = 10**15
 INT32_MAX = 2**31 - 1
+MAX_IDEMPOTENCY_KEY = 255
 
 _NUMBER_ENCODER = msgspec.json.Encoder(decimal_format="number")
 _STRING_ENCODER = msgspec.json.Encoder()
@@ -110,6 +112,24 @@ def json_response(content: Any, status_code: int = 200, *, numbers: bool = False
 
 def bad_request(message: str, **extra: Any) -> ApiError:
     return ApiError(400, message, "VALIDATION_ERROR", **extra)
+
+
+IdempotencyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description=f"Optional retry key (1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters, kept 24 h)",
+    ),
+]
+
+
+def checked_idempotency_key(key: str | None) -> str | None:
+    """The ``Idempotency-Key`` header checked once for every route that accepts one."""
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
+        raise bad_request(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+    return key
 
 
 def parse_uuid(value: str | None, message: str = "Invalid ID format") -> uuid.UUID:

@@ -25,7 +25,7 @@ import asyncpg
 import msgspec
 from litestar import Response, delete, get, post, put
 from litestar.di import NamedDependency, Provide
-from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from app.api.auth import Principal, jwt_only, scoped
@@ -34,7 +34,9 @@ from app.api.csv import csv_stream, export_filename, format_time, keyset_rows, p
 from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
 from app.api.serialization import (
+    IdempotencyHeader,
     bad_request,
+    checked_idempotency_key,
     encode_json,
     error_responses,
     is_base58_address,
@@ -54,7 +56,6 @@ log = logging.getLogger(__name__)
 UNSET: Any = msgspec.UNSET
 IDEMPOTENCY_SCOPE = "POST /api/v1/trading-signals"
 MAX_ACTIVATION_REASON = 10_000  # upstream had no cap (1 MB bodies, §25.4 item 19)
-MAX_IDEMPOTENCY_KEY = 255
 
 
 # Litestar converts bodies leniently ("4" would become 4); upstream accepts only a JSON integer, so the
@@ -168,14 +169,6 @@ def clean_create(data: SignalCreate) -> CleanSignal:
     )
 
 
-def _idempotency_key(key: str | None) -> str | None:
-    if key is None:
-        return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
-        raise bad_request(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters")
-    return key
-
-
 def _duplicate() -> ApiError:
     return ApiError(
         409,
@@ -216,12 +209,10 @@ async def create_signal(
     data: JSONBody[SignalCreate],
     principal: PrincipalDep,
     pool: PoolDep,
-    idempotency_key: Annotated[
-        str | None, HeaderParameter(name="Idempotency-Key", description="Optional retry key (≤ 255 chars, 24 h)")
-    ] = None,
+    idempotency_key: IdempotencyHeader = None,
 ) -> Response[SignalOut]:
     signal = clean_create(data)
-    key = _idempotency_key(idempotency_key)
+    key = checked_idempotency_key(idempotency_key)
     request_hash = hashlib.sha256(msgspec.json.encode(signal)).hexdigest()
     async with transaction(pool) as conn:
         if key is not None:

@@ -24,18 +24,25 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, HeaderParameter
+from litestar.params import FromPath
 
 from app.api.auth import Principal, jwt_only
 from app.api.deps import PoolDep, PrincipalDep, SettingsDep
 from app.api.errors import ApiError
-from app.api.serialization import bad_request, encode_json, error_responses, parse_uuid
+from app.api.serialization import (
+    IdempotencyHeader,
+    bad_request,
+    checked_idempotency_key,
+    encode_json,
+    error_responses,
+    parse_uuid,
+)
 from app.config import Settings
 from app.db import Q
 from app.trading.ledger import fits_numeric
@@ -43,7 +50,6 @@ from app.trading.units import SOL_MINT
 
 DONE_CHANNEL = "trade_request_done"
 POLL_S = 0.25
-MAX_IDEMPOTENCY_KEY = 255
 INT32_MAX = 2**31 - 1
 CLOSE_REASONS = ("manual", "stop_loss")
 
@@ -169,14 +175,6 @@ def _waiter(state: State, pool: asyncpg.Pool) -> TradeWaiter:
 
 # --------------------------------------------------------------------------------------------------
 # Submitting and answering
-
-
-def _idempotency_key(key: str | None) -> str | None:
-    if key is None:
-        return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
-        raise bad_request(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters")
-    return key
 
 
 def _request_hash(kind: str, agent_id: uuid.UUID, params: dict[str, Any]) -> str:
@@ -332,12 +330,6 @@ def _buy_params(body: TradeExecuteBody) -> dict[str, Any]:
     return params
 
 
-IdempotencyHeader = Annotated[
-    str | None,
-    HeaderParameter(name="Idempotency-Key", description="Optional retry key (≤ 255 printable ASCII chars)"),
-]
-
-
 @post(
     "/api/v1/trades/execute",
     dependencies={"principal": jwt_only()},
@@ -356,7 +348,7 @@ async def execute_trade(
     state: State,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
-    key = _idempotency_key(idempotency_key)
+    key = checked_idempotency_key(idempotency_key)
     body = await _body(request, TradeExecuteBody)
     agent_id = await _owned_agent(pool, body.agent_id, principal)
     params = _buy_params(body)
@@ -387,7 +379,7 @@ async def close_position(
     state: State,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
-    key = _idempotency_key(idempotency_key)
+    key = checked_idempotency_key(idempotency_key)
     agent = await _owned_agent(pool, agent_id, principal)
     position = parse_uuid(position_id, "Invalid position ID format")
     body = await _body(request, CloseBody)

@@ -22,12 +22,21 @@ import aiohttp
 import asyncpg
 import msgspec
 from litestar import Request, Response, post
-from litestar.params import HeaderParameter, PathParameter
+from litestar.params import PathParameter
 
 from app.api.auth import Principal, jwt_only
 from app.api.deps import PoolDep, PrincipalDep, SettingsDep
 from app.api.errors import ApiError
-from app.api.serialization import bad_request, dec_str, encode_json, error_responses, is_base58_address, iso
+from app.api.serialization import (
+    IdempotencyHeader,
+    bad_request,
+    checked_idempotency_key,
+    dec_str,
+    encode_json,
+    error_responses,
+    is_base58_address,
+    iso,
+)
 from app.api.transactions import TransactionOut, transaction_out
 from app.config import Settings
 from app.live.keys import get_keystore
@@ -47,7 +56,6 @@ from app.withdrawals import (
     withdraw_simulation,
 )
 
-MAX_IDEMPOTENCY_KEY = 255
 _DECIMAL_TEXT = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,30})?$")
 
 
@@ -116,14 +124,6 @@ def withdrawal_out(view: dict[str, Any]) -> WithdrawalOut:
 
 
 # ---------------------------------------------------------------- request parsing
-
-
-def _idempotency_key(key: str | None) -> str | None:
-    if key is None:
-        return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
-        raise bad_request(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters")
-    return key
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -223,11 +223,9 @@ async def withdraw(
     principal: PrincipalDep,
     pool: PoolDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[
-        str | None, HeaderParameter(name="Idempotency-Key", description="Optional retry key (≤ 255 printable ASCII)")
-    ] = None,
+    idempotency_key: IdempotencyHeader = None,
 ) -> Response:
-    key = _idempotency_key(idempotency_key)
+    key = checked_idempotency_key(idempotency_key)
     wallet_type = "unknown"
     try:
         withdrawal = await _parse(request, wallet_address, principal, key)
