@@ -5,15 +5,39 @@
 -- Signal intake
 
 -- name: worker_claim_signal
--- The oldest claimable signal, locked for this worker's transaction. NO KEY UPDATE (not UPDATE) so the
--- trades it causes can still insert rows referencing it (their foreign keys take KEY SHARE) while the
--- claim is held.
-SELECT id, token_address, symbol, signal_type, signal_strength, user_id, created_at, attempts, last_error
-FROM trading_signals
-WHERE processed_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-ORDER BY id
-LIMIT 1
-FOR NO KEY UPDATE SKIP LOCKED;
+-- The oldest claimable signal, locked for this worker's transaction, with the fan-out's agents (the columns of
+-- worker_signal_agents; one row per agent, or one row with a NULL agent id when the owner has none left): the
+-- claim and the read the fan-out needs in one round trip. NO KEY UPDATE (not UPDATE) so the trades it causes
+-- can still insert rows referencing it (their foreign keys take KEY SHARE) while the claim is held.
+WITH claimed AS (
+    SELECT id, token_address, symbol, signal_type, signal_strength, user_id, created_at, attempts, last_error
+    FROM trading_signals
+    WHERE processed_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+    ORDER BY id
+    LIMIT 1
+    FOR NO KEY UPDATE SKIP LOCKED)
+SELECT c.id AS signal_id, c.token_address AS signal_token_address, c.symbol AS signal_symbol,
+       c.signal_type, c.signal_strength, c.user_id AS signal_user_id, c.created_at AS signal_created_at,
+       c.attempts AS signal_attempts, c.last_error AS signal_last_error,
+       ag.*
+FROM claimed c
+LEFT JOIN LATERAL (
+    SELECT a.id, a.user_id, a.trading_mode, a.automated_trading_simulation, a.automated_trading_live,
+           a.trading_config, w.wallet_address, w.wallet_type,
+           sb.balance AS sol_balance,
+           EXISTS (SELECT 1 FROM agent_positions p
+                   WHERE p.agent_id = a.id AND p.wallet_address = w.wallet_address
+                     AND p.token_address = btrim(c.token_address))
+               AS position_exists,
+           (SELECT count(*) FROM agent_positions p WHERE p.agent_id = a.id)::int AS open_positions
+    FROM agents a
+    LEFT JOIN agent_wallets w ON w.agent_id = a.id AND w.wallet_type = a.trading_mode
+    LEFT JOIN agent_balances sb
+           ON sb.wallet_address = w.wallet_address AND sb.token_address = 'So11111111111111111111111111111111111111112'
+    WHERE a.user_id = c.user_id
+      AND NOT EXISTS (SELECT 1 FROM signal_executions e WHERE e.signal_id = c.id AND e.agent_id = a.id)
+) ag ON true
+ORDER BY ag.id;
 
 -- name: worker_count_claim
 -- Run outside the claim's transaction (autocommit), so a worker that dies mid-signal still counts.

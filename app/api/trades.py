@@ -120,6 +120,7 @@ class TradeWaiter:
                 try:
                     await conn.add_listener(DONE_CHANNEL, self._notified)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    conn.terminate()  # the LISTEN may have taken effect: the pool does not reset sessions
                     await self.pool.release(conn)
                     return
                 self._conn = conn
@@ -132,7 +133,7 @@ class TradeWaiter:
                 try:
                     await conn.remove_listener(DONE_CHANNEL, self._notified)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    pass
+                    conn.terminate()  # still LISTENing: the pool does not reset sessions (app.db.pool)
                 await self.pool.release(conn)
 
     async def wait(

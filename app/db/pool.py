@@ -20,12 +20,24 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog")
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's server-side reset (advisory unlock, CLOSE ALL, UNLISTEN *, RESET ALL).
+
+    asyncpg still rolls back a transaction left open and drops client-side listeners before calling this.
+    Pooled connections never change session state (no SET, no session advisory locks, cursors only inside
+    transactions; the one LISTEN on a pooled connection, ``app.api.trades.TradeWaiter``, is removed before
+    release or the connection is terminated), and the reset query cost one more round trip on every release:
+    on the worker's path it was paid twice per signal, on the API's once per request.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, **kwargs: object) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
+        reset=keep_session,
         command_timeout=60,
         server_settings={"application_name": "nexgent", "timezone": "UTC"},
         **kwargs,

@@ -295,58 +295,85 @@ async def _write_off(conn: asyncpg.Connection, signal: SignalRow, attempts: int)
     return outcomes
 
 
-async def _nothing() -> None:
-    return None
-
-
 def backoff_seconds(attempts: int, base: float) -> float:
     return min(MAX_BACKOFF_S, base * 2 ** max(0, attempts - 1))
 
 
-async def claim_and_process(ctx: ExecutionContext, settings: Settings, worker_id: str) -> bool:
-    """Claim the oldest claimable signal and process it. False when there was nothing to claim."""
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        signal = await Q.worker_claim_signal.fetch_one(conn, into=SignalRow)
-        if signal is None:
-            return False
-        attempts: int | None = None
-        with bind(signal_id=signal.id):
-            try:
-                # A savepoint: a failed attempt drops its own skipped/failed rows, keeps the claim usable.
-                async with conn.transaction():
-                    # The claim is counted (autocommit, on another connection) while the agents are read on
-                    # the claim's: the fan-out needs both, neither needs the other.
-                    counted, agents = await asyncio.gather(
-                        Q.worker_count_claim.fetch_val(ctx.pool, signal.id, worker_id),
-                        _signal_agents(conn, signal) if signal.user_id is not None else _nothing(),
-                        return_exceptions=True,
-                    )
-                    if isinstance(counted, BaseException):
-                        raise counted
-                    attempts = counted
-                    if isinstance(agents, BaseException):
-                        raise agents
-                    await process_signal(ctx, conn, signal, attempts, settings, agents)
-            except INFRASTRUCTURE_ERRORS:
-                raise
-            except Exception as exc:
-                if attempts is None:
-                    raise  # the claim was not counted: there is no attempt to charge
-                delay = backoff_seconds(attempts, settings.worker_signal_retry_base_s)
-                log.exception("signal processing failed", extra={"fields": {"attempts": attempts, "retry_in_s": delay}})
-                await Q.worker_fail_signal.execute(conn, signal.id, attempts, f"{type(exc).__name__}: {exc}", delay)
-        return True
+def _claimed(rows: list[dict[str, Any]]) -> tuple[SignalRow, list[AgentRow]]:
+    """The signal and its agents from the rows of ``worker_claim_signal``."""
+    first = rows[0]
+    signal = SignalRow(
+        id=first["signal_id"],
+        token_address=first["signal_token_address"],
+        symbol=first["signal_symbol"],
+        signal_type=first["signal_type"],
+        signal_strength=first["signal_strength"],
+        user_id=first["signal_user_id"],
+        created_at=first["signal_created_at"],
+        attempts=first["signal_attempts"],
+        last_error=first["signal_last_error"],
+    )
+    agents = [msgspec.convert(row, AgentRow) for row in rows if row["id"] is not None]
+    return signal, agents
+
+
+async def _process_claimed(
+    ctx: ExecutionContext,
+    conn: asyncpg.Connection,
+    signal: SignalRow,
+    agents: list[AgentRow],
+    settings: Settings,
+    worker_id: str,
+) -> None:
+    # A savepoint: a failed attempt drops its own skipped/failed rows, keeps the claim usable. The claim is
+    # counted meanwhile (autocommit, on another connection, so a worker that dies mid-signal still counts).
+    counted, saved = await asyncio.gather(
+        Q.worker_count_claim.fetch_val(ctx.pool, signal.id, worker_id),
+        conn.execute("SAVEPOINT attempt"),
+        return_exceptions=True,
+    )
+    for outcome in (saved, counted):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    attempts: int = counted
+    try:
+        await process_signal(ctx, conn, signal, attempts, settings, agents)
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception as exc:
+        delay = backoff_seconds(attempts, settings.worker_signal_retry_base_s)
+        log.exception("signal processing failed", extra={"fields": {"attempts": attempts, "retry_in_s": delay}})
+        await conn.execute("ROLLBACK TO SAVEPOINT attempt")
+        await Q.worker_fail_signal.execute(conn, signal.id, attempts, f"{type(exc).__name__}: {exc}", delay)
 
 
 async def drain_signals(
     ctx: ExecutionContext, settings: Settings, worker_id: str, stopping: asyncio.Event | None = None
 ) -> int:
-    """Process claimable signals oldest-first until none is left (or the worker is stopping)."""
+    """Claim and process signals oldest-first until none is left (or the worker is stopping).
+
+    Each claim is one transaction on one connection kept for the whole drain, driven with plain statements so
+    that no round trip is spent on bookkeeping a signal's latency pays for: the claim reads the agents in the
+    same statement, the savepoint is set while the claim is counted elsewhere, and one ``COMMIT; BEGIN`` ends
+    a claim (its savepoint included) and opens the next.
+    """
     processed = 0
-    while stopping is None or not stopping.is_set():
-        if not await claim_and_process(ctx, settings, worker_id):
-            break
-        processed += 1
+    async with ctx.pool.acquire() as conn:
+        await conn.execute("BEGIN")
+        try:
+            while stopping is None or not stopping.is_set():
+                rows = await Q.worker_claim_signal.fetch_all(conn)
+                if not rows:
+                    break
+                signal, agents = _claimed(rows)
+                with bind(signal_id=signal.id):
+                    await _process_claimed(ctx, conn, signal, agents, settings, worker_id)
+                await conn.execute("COMMIT; BEGIN")
+                processed += 1
+            await conn.execute("COMMIT")
+        finally:
+            if not conn.is_closed() and conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
     return processed
 
 
