@@ -36,12 +36,14 @@ from app.config import load_settings  # noqa: E402
 from app.db import create_pool  # noqa: E402
 from app.db.migrate import apply_migrations  # noqa: E402
 from app.market.replay import ReplayMarket, SimulatedQuoter, sample_mint  # noqa: E402
+from app.trading.config import config_to_json, default_config  # noqa: E402
 from app.trading.units import SOL_MINT  # noqa: E402
 from app.worker.execution import ExecutionContext, build_execution_context  # noqa: E402
 from app.worker.intake import signal_intake_service  # noqa: E402
 from app.worker.main import WorkerContext  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+STORED_CONFIG = config_to_json(default_config())
 
 
 def pct(values: list[float], q: float) -> float:
@@ -96,9 +98,11 @@ async def funded_agents(pool: asyncpg.Pool, users: int, per_user: int) -> list[t
     async with pool.acquire() as conn, conn.transaction():
         for _ in range(users):
             user = await conn.fetchval("INSERT INTO users (email) VALUES ($1) RETURNING id", f"{uuid.uuid4().hex}@b.io")
+            # A stored config, as every agent whose config was ever saved through the API has one.
             agents = [r["id"] for r in await conn.fetch(
-                "INSERT INTO agents (user_id, name) SELECT $1, 'bench ' || g FROM generate_series(1, $2) g "
-                "RETURNING id", user, per_user)]  # fmt: skip
+                "INSERT INTO agents (user_id, name, trading_config) "
+                "SELECT $1, 'bench ' || g, $3 FROM generate_series(1, $2) g RETURNING id",
+                user, per_user, STORED_CONFIG)]  # fmt: skip
             await conn.executemany(
                 "INSERT INTO agent_wallets (wallet_address, agent_id, wallet_type) VALUES ($1, $2, 'simulation')",
                 [(f"sim_{uuid.uuid4().hex}", a) for a in agents],
