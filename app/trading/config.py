@@ -685,11 +685,27 @@ def default_config() -> AgentTradingConfig:
     return _DEFAULT
 
 
+# Validating a stored config takes about half a millisecond, and the worker needs the config of every agent
+# for every signal and of every position on price ticks: configs are remembered by their canonical JSON (keys
+# sorted; a Decimal written as the number it is, which validates exactly as that JSON number would).
+CONFIG_CACHE_SIZE = 2048
+_CANONICAL = msgspec.json.Encoder(order="sorted", decimal_format="number")
+_loaded: dict[bytes, AgentTradingConfig] = {}
+
+
 def load_config(stored: dict | None) -> AgentTradingConfig:
-    """Effective config of an agent: its stored JSON merged onto the defaults (§2.3 step 1)."""
+    """Effective config of an agent: its stored JSON (``agents.trading_config`` as decoded) merged onto the
+    defaults (§2.3 step 1)."""
     if not isinstance(stored, dict):
         return _DEFAULT
-    return validate_config(_normalize(deep_merge(DEFAULT_CONFIG_JSON, stored)))
+    key = _CANONICAL.encode(stored)
+    cfg = _loaded.get(key)
+    if cfg is None:
+        cfg = validate_config(_normalize(deep_merge(DEFAULT_CONFIG_JSON, stored)))  # raises, caching nothing
+        if len(_loaded) >= CONFIG_CACHE_SIZE:
+            del _loaded[next(iter(_loaded))]  # the oldest entry
+        _loaded[key] = cfg
+    return cfg
 
 
 def apply_config_patch(current_stored: dict | None, patch: dict | None) -> tuple[AgentTradingConfig, dict | None]:

@@ -86,6 +86,41 @@ def test_json_numbers_decode_exactly():
     assert as_floats.purchase_limits.minimum_agent_balance == D("0.3")
 
 
+def test_loaded_configs_are_remembered_by_content_not_by_identity(monkeypatch):
+    import app.trading.config as config_module
+
+    validations = []
+    real = config_module.validate_config
+    monkeypatch.setattr(config_module, "validate_config", lambda merged: validations.append(1) or real(merged))
+    monkeypatch.setattr(config_module, "_loaded", {})
+    stored = {"purchaseLimits": {"maxPriceImpact": 0.07}, "stopLoss": {"defaultPercentage": -20}}
+    first = load_config(stored)
+    # The same content in another key order and another object: validated once.
+    again = load_config({"stopLoss": {"defaultPercentage": -20}, "purchaseLimits": {"maxPriceImpact": 0.07}})
+    assert again is first and len(validations) == 1
+    # A Decimal is the JSON number it writes as; a string is not a number.
+    assert (
+        load_config({"purchaseLimits": {"maxPriceImpact": D("0.07")}, "stopLoss": {"defaultPercentage": -20}}) is first
+    )
+    with pytest.raises(InvalidConfig):
+        load_config({"purchaseLimits": {"maxPriceImpact": "0.07"}})
+    with pytest.raises(InvalidConfig):  # a failure is not remembered
+        load_config({"purchaseLimits": {"maxPriceImpact": "0.07"}})
+    assert len(validations) == 3
+    other = load_config({"stopLoss": {"defaultPercentage": -21}})
+    assert other.stop_loss.default_percentage == D(-21) and first.stop_loss.default_percentage == D(-20)
+
+
+def test_config_memory_is_bounded(monkeypatch):
+    import app.trading.config as config_module
+
+    monkeypatch.setattr(config_module, "_loaded", {})
+    monkeypatch.setattr(config_module, "CONFIG_CACHE_SIZE", 3)
+    for minutes in range(1, 6):
+        assert load_config({"staleTrade": {"minHoldTimeMinutes": minutes}}).stale_trade.min_hold_time_minutes == minutes
+    assert len(config_module._loaded) == 3
+
+
 # --- merge -----------------------------------------------------------------------------------------
 
 
