@@ -9,6 +9,7 @@ decimals multiplied by an amount with 18 decimals.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import (
@@ -18,7 +19,9 @@ from decimal import (
     DivisionByZero,
     InvalidOperation,
     Overflow,
+    getcontext,
     localcontext,
+    setcontext,
 )
 from typing import Any, ParamSpec, TypeVar
 
@@ -32,11 +35,32 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+_working = threading.local()
+
+
+def _working_context() -> Context:
+    """This thread's copy of :data:`CTX` (flags are per context; threads never share one)."""
+    ctx = getattr(_working, "ctx", None)
+    if ctx is None:
+        ctx = _working.ctx = CTX.copy()
+    return ctx
+
+
 def exact(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` in :data:`CTX`. Nested calls (a trading function calling another) find the context
+    already in place and skip the switch: a buy makes dozens of them on the worker's hot path."""
+
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with localcontext(CTX):
+        current = getcontext()
+        ours = _working_context()
+        if current is ours:
             return fn(*args, **kwargs)
+        setcontext(ours)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            setcontext(current)
 
     return wrapper
 
