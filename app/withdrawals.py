@@ -52,11 +52,10 @@ from app.live.swaplog import ONE_UNRESOLVED_INDEX, AlreadySettled, SwapRow
 from app.logs import bind
 from app.market.solana_rpc import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID, SolanaRpc
 from app.market.types import MarketError, RpcError
-from app.trading._num import HUNDRED, ZERO, exact, plain
+from app.trading._num import ZERO, exact, plain
 from app.trading.errors import TradeError
 from app.trading.ledger import (
     AMOUNT_18,
-    PCT_4,
     SOL_8,
     BalanceError,
     apply_deltas,
@@ -65,7 +64,8 @@ from app.trading.ledger import (
     parse_balance,
     quantize,
 )
-from app.trading.trades import net_sol_proceeds
+from app.trading.position import PositionState
+from app.trading.trades import HistoryFigures, closing_history, net_sol_proceeds
 from app.trading.units import SOL_DECIMALS, SOL_MINT, from_raw, to_raw
 from app.worker.execution import position_payload
 from app.worker.prices import latest_prices
@@ -253,33 +253,19 @@ def plan_position_withdrawal(
     )
 
 
-class CloseFigures(msgspec.Struct, frozen=True, kw_only=True):
-    amount: Decimal
-    sale_price: Decimal
-    change_percent: Decimal
-    profit_loss_sol: Decimal
-    profit_loss_usd: Decimal
-
-
-@exact
-def close_figures(
+def close_history(
     position: Mapping[str, Any], change: PositionChange, tp_proceeds: Decimal, sol_usd: Decimal | None
-) -> CloseFigures:
+) -> HistoryFigures:
     """History of a position whose take-profit sales sold part of it and a withdrawal took the rest: the
-    full-sale formula with the withdrawn tokens "sold" at their cost basis, so its P/L is what the take-profit
+    full-sale figures with the withdrawn tokens "sold" at their cost basis, so its P/L is what the take-profit
     sales realised and the withdrawn part adds nothing (``received − total_invested_sol``)."""
-    amount: Decimal = position["purchase_amount"]
-    invested: Decimal = position["total_invested_sol"] or ZERO
-    received = tp_proceeds + change.cost_basis_sol
-    profit = quantize(received - invested, SOL_8)
-    basis = position["purchase_price"] * amount
-    return CloseFigures(
-        amount=amount,
-        sale_price=quantize(received / amount, AMOUNT_18) if amount else ZERO,
-        change_percent=quantize(profit / basis * HUNDRED, PCT_4) if basis else ZERO,
-        profit_loss_sol=profit,
-        profit_loss_usd=ZERO if sol_usd is None else quantize(profit * sol_usd, SOL_8),
+    state = PositionState(
+        purchase_price=position["purchase_price"],
+        purchase_amount=position["purchase_amount"],
+        created_at=position["created_at"],
+        total_invested_sol=position["total_invested_sol"] or ZERO,
     )
+    return closing_history(state, tp_proceeds + change.cost_basis_sol, sol_usd)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -414,7 +400,7 @@ async def _apply_position_change(
             ),
             ZERO,
         )
-        figures = close_figures(position, change, proceeds, sol_usd)
+        figures = close_history(position, change, proceeds, sol_usd)
         await Q.wd_insert_history.execute(
             conn,
             position["agent_id"],
@@ -425,7 +411,7 @@ async def _apply_position_change(
             position["purchase_price"],
             figures.sale_price,
             figures.change_percent,
-            figures.profit_loss_usd,
+            figures.profit_loss_usd or ZERO,  # the column is NOT NULL: 0 when SOL/USD is unknown
             figures.profit_loss_sol,
             position["created_at"],
             position["purchase_transaction_id"],
