@@ -38,7 +38,7 @@ UPDATE live_swaps
 SET status = $2, error = $3, slot = coalesce($4, slot), fee_lamports = coalesce($5, fee_lamports),
     chain = coalesce($6, chain), resolved_at = now(), lease_owner = NULL, lease_until = NULL, updated_at = now()
 WHERE id = $1 AND status IN ('pending', 'sent')
-RETURNING id;
+RETURNING id, intent;
 
 -- name: live_mark_settled
 -- Runs inside the ledger transaction, after the ledger rows: 0 rows (someone settled it first) makes

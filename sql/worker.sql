@@ -115,6 +115,23 @@ SELECT id, kind, status, result::text AS result_json, error_code, error_message
 FROM trade_requests
 WHERE id = $1 AND user_id = $2;
 
+-- name: trade_request_answer_settled
+-- In settlement's ledger transaction: the live swap of a manual trade (answered SWAP_UNCONFIRMED, or left
+-- pending by a worker that died) was recorded, so the request's answer is that trade's. $1 request id, $2 body.
+WITH outcome AS (
+    INSERT INTO trade_request_outcomes (request_id, result)
+    SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM trade_requests WHERE id = $1)
+    ON CONFLICT (request_id) DO NOTHING)
+UPDATE trade_requests
+SET status = 'succeeded', result = $2, error_code = NULL, error_message = NULL, finished_at = clock_timestamp()
+WHERE id = $1;
+
+-- name: trade_request_answer_without_trade
+-- The live swap a request answered SWAP_UNCONFIRMED was waiting on resolved without a trade: $2 code, $3 message.
+UPDATE trade_requests
+SET error_code = $2, error_message = $3, finished_at = clock_timestamp()
+WHERE id = $1 AND status = 'failed' AND error_code = 'SWAP_UNCONFIRMED';
+
 -- name: trade_request_claim
 SELECT id, user_id, agent_id, kind, params, created_at,
        (created_at < now() - make_interval(secs => $1)) AS expired

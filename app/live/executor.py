@@ -34,7 +34,16 @@ from app.config import Settings
 from app.db import Q
 from app.live import guard, rails, swaplog
 from app.live.rails import LiveRefused
-from app.live.swap import ChainFacts, LiveSwapper, Prepared, SwapError, token_mint_of, wallet_flows
+from app.live.swap import (
+    ChainFacts,
+    LiveSwapper,
+    Prepared,
+    SwapError,
+    expired_without_trade,
+    failed_on_chain,
+    token_mint_of,
+    wallet_flows,
+)
 from app.live.swaplog import AlreadySettled
 from app.logs import bind
 from app.market.types import LAMPORTS_PER_SOL, Quote, to_int
@@ -350,13 +359,13 @@ class LiveExecutor:
             )
         if seen.kind == "expired":
             await swaplog.mark_without_trade(self.pool, swap_id, "expired", "blockhash expired before landing")
-            raise SwapError("SWAP_EXPIRED", "Swap expired without landing (no trade)", signature=prepared.signature)
+            raise expired_without_trade(prepared.signature)
         assert seen.facts is not None
         if seen.kind == "failed":
             await swaplog.mark_without_trade(
                 self.pool, swap_id, "failed", f"landed with error {seen.err}", facts=seen.facts
             )
-            raise SwapError("SWAP_FAILED", f"Swap failed on chain: {seen.err}", signature=prepared.signature)
+            raise failed_on_chain(seen.err, prepared.signature)
         fill = build_fill(
             side=side,
             input_mint=quote.input_mint,

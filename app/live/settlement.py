@@ -34,7 +34,7 @@ from app.config import Settings
 from app.db import Q, transaction
 from app.live import swaplog
 from app.live.executor import SettlementMarker, fill_from_row
-from app.live.swap import LiveSwapper, SwapError, wallet_flows
+from app.live.swap import LiveSwapper, SwapError, expired_without_trade, failed_on_chain, wallet_flows
 from app.live.swaplog import AlreadySettled, SwapRow
 from app.logs import bind
 from app.market.types import MarketError
@@ -148,14 +148,18 @@ class Settlement:
         if seen.kind in ("unseen", "processed"):
             return row.status
         if seen.kind == "expired":
-            await swaplog.mark_without_trade(self.pool, row.id, "expired", "blockhash expired before landing")
+            await swaplog.mark_without_trade(
+                self.pool, row.id, "expired", "blockhash expired before landing",
+                answer=expired_without_trade(row.signature),
+            )  # fmt: skip
             log.info("live swap expired without landing; no trade")
             return "expired"
         assert seen.facts is not None
         if seen.kind == "failed":
             await swaplog.mark_without_trade(
-                self.pool, row.id, "failed", f"landed with error {seen.err}", facts=seen.facts
-            )
+                self.pool, row.id, "failed", f"landed with error {seen.err}", facts=seen.facts,
+                answer=failed_on_chain(seen.err, row.signature),
+            )  # fmt: skip
             return "failed"
         await swaplog.mark_confirmed(self.pool, row.id, seen.facts, wallet_flows(row.side, seen.facts))
         log.info("live swap found landed on chain", extra={"fields": {"slot": seen.facts.slot}})
@@ -176,7 +180,7 @@ class Settlement:
         return "settled"
 
     async def _record_in(self, conn: asyncpg.Connection, row: SwapRow, fill: Fill, sol_usd: Decimal | None) -> None:
-        from app.worker import execution
+        from app.worker import execution, trade_requests
 
         intent = row.intent or {}
         kind = intent.get("kind") or ("buy" if row.side == "buy" else "sale")
@@ -212,6 +216,9 @@ class Settlement:
                         "landed signal buy recorded, but its execution row already points at another buy",
                         extra={"fields": {"signal_id": buy.signal_id, "transaction_id": str(result.transaction_id)}},
                     )
+            if buy.trade_request_id:
+                body = trade_requests.buy_response(result)
+                await Q.trade_request_answer_settled.execute(conn, _uuid(buy.trade_request_id), body)
             return
         position_id = intent.get("position_id")
         if position_id is None:
@@ -229,7 +236,10 @@ class Settlement:
             "executor": marker,
         }
         if kind == "sale":
-            await execution.record_sale_fill(conn, reason=intent.get("reason") or "manual", **common)
+            sale = await execution.record_sale_fill(conn, reason=intent.get("reason") or "manual", **common)
+            if intent.get("trade_request_id"):
+                body = trade_requests.sale_response(sale)
+                await Q.trade_request_answer_settled.execute(conn, _uuid(intent["trade_request_id"]), body)
         elif kind == "dca":
             await execution.record_dca_fill(conn, cfg=load_config(agent["trading_config"]), **common)
         elif kind == "take_profit":

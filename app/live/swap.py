@@ -54,6 +54,16 @@ class SwapError(TradeError):
         self.signature = signature
 
 
+def expired_without_trade(signature: str | None) -> SwapError:
+    """A swap whose blockhash expired before it landed: provably no trade, safe to retry."""
+    return SwapError("SWAP_EXPIRED", "Swap expired without landing (no trade)", signature=signature)
+
+
+def failed_on_chain(err: Any, signature: str | None) -> SwapError:
+    """A swap that landed with an error: no trade (the wallet paid the network fee)."""
+    return SwapError("SWAP_FAILED", f"Swap failed on chain: {err}", signature=signature)
+
+
 class Prepared(msgspec.Struct, kw_only=True):
     """A signed transaction ready to journal and send. ``signature`` is its first signature."""
 

@@ -30,7 +30,7 @@ import msgspec
 
 from app.db import Q, transaction
 from app.live.rails import LiveRefused
-from app.live.swap import ChainFacts, Flows, Prepared
+from app.live.swap import ChainFacts, Flows, Prepared, SwapError
 
 UNRESOLVED = ("pending", "sent", "confirmed")
 ONE_UNRESOLVED_INDEX = "live_swaps_one_unresolved_per_wallet"
@@ -180,20 +180,31 @@ async def mark_without_trade(
     error: str,
     *,
     facts: ChainFacts | None = None,
+    answer: SwapError | None = None,
 ) -> bool:
     """``failed`` or ``expired``: no ledger row, ever. A landed failure keeps its fee in ``fee_lamports``
-    (the wallet paid it; reconciliation reports it as drift until acknowledged)."""
+    (the wallet paid it; reconciliation reports it as drift until acknowledged).
+
+    ``answer``: what a manual trade request still waiting on this swap (answered ``SWAP_UNCONFIRMED``) is told
+    now, in the same transaction; the request is the one the swap's intent names.
+    """
     assert status in ("failed", "expired")
-    row = await Q.live_mark_resolved_without_trade.fetch_val(
-        pool,
-        swap_id,
-        status,
-        error,
-        facts.slot if facts else None,
-        facts.fee_lamports if facts else None,
-        msgspec.to_builtins(facts) if facts else None,
-    )
-    return row is not None
+    async with transaction(pool) as conn:
+        intent = await Q.live_mark_resolved_without_trade.fetch_one(
+            conn,
+            swap_id,
+            status,
+            error,
+            facts.slot if facts else None,
+            facts.fee_lamports if facts else None,
+            msgspec.to_builtins(facts) if facts else None,
+        )
+        if intent is None:
+            return False
+        request_id = (intent["intent"] or {}).get("trade_request_id")
+        if answer is not None and request_id:
+            await Q.trade_request_answer_without_trade.execute(conn, uuid.UUID(request_id), answer.code, answer.message)
+    return True
 
 
 async def mark_settled(conn: asyncpg.Connection, swap_id: uuid.UUID, transaction_id: uuid.UUID) -> None:

@@ -684,6 +684,8 @@ class BuyIntent(msgspec.Struct, frozen=True, kw_only=True):
     token_symbol: str
     signal_id: int | None
     signal_execution: bool  # a signal-driven buy: the (signal, agent) execution row must end up "success"
+    # A manual trade (``trade_requests.id``): settlement answers the request once the swap is resolved.
+    trade_request_id: str | None = None
 
 
 class BuySnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -728,6 +730,7 @@ async def execute_buy(
     in_transaction: InTransaction | None = None,
     conn: asyncpg.Connection | None = None,
     snapshot: BuySnapshot | None = None,
+    trade_request_id: uuid.UUID | None = None,
 ) -> BuyResult:
     """Open a position (§4.3). Raises :class:`TradeError` (the reference's codes and texts).
 
@@ -750,6 +753,7 @@ async def execute_buy(
         "signal_execution": signal_execution,
         "in_transaction": in_transaction,
         "snapshot": snapshot,
+        "trade_request_id": trade_request_id,
     }
 
     async def buy() -> BuyResult:
@@ -774,6 +778,7 @@ async def _buy(
     signal_execution: tuple[int, uuid.UUID] | None,
     in_transaction: InTransaction | None,
     snapshot: BuySnapshot | None,
+    trade_request_id: uuid.UUID | None,
 ) -> BuyResult:
     if not token_address:
         raise TradeError("VALIDATION_FAILED", "Token address is required")
@@ -795,6 +800,7 @@ async def _buy(
             signal_id=signal_id,
             signal_execution=signal_execution,
             in_transaction=in_transaction,
+            trade_request_id=trade_request_id,
         )
 
     return await _until_stable(attempt, "Trade execution failed: the wallet kept changing during the trade")
@@ -978,6 +984,7 @@ async def _commit_buy(
     signal_id: int | None,
     signal_execution: tuple[int, uuid.UUID] | None,
     in_transaction: InTransaction | None,
+    trade_request_id: uuid.UUID | None = None,
 ) -> BuyResult:
     executor = ctx.executor_for(plan.wallet_type)
     sol_usd = await ctx.sol_usd_price()
@@ -1017,7 +1024,12 @@ async def _commit_buy(
                 "kind": "buy",
                 "token": token_address,
                 **msgspec.structs.asdict(
-                    BuyIntent(token_symbol=symbol, signal_id=signal_id, signal_execution=signal_execution is not None)
+                    BuyIntent(
+                        token_symbol=symbol,
+                        signal_id=signal_id,
+                        signal_execution=signal_execution is not None,
+                        trade_request_id=None if trade_request_id is None else str(trade_request_id),
+                    )
                 ),
             },
             failure=_BUY_FAILURE,
@@ -1464,6 +1476,7 @@ async def execute_full_sale(
     reason: str,
     expected_updated_at: datetime | None = None,
     in_transaction: InTransaction | None = None,
+    trade_request_id: uuid.UUID | None = None,
 ) -> SaleResult:
     """Close a position completely (§4.5): sells the wallet's whole token balance (moon bag included).
 
@@ -1474,7 +1487,8 @@ async def execute_full_sale(
     if reason not in CLOSE_REASONS:
         raise TradeError("VALIDATION_FAILED", f"Invalid close reason: {reason}")
     ctx = await _context(ctx)
-    return await _measured("sale", _full_sale(ctx, agent_id, position_id, reason, expected_updated_at, in_transaction))
+    sale = _full_sale(ctx, agent_id, position_id, reason, expected_updated_at, in_transaction, trade_request_id)
+    return await _measured("sale", sale)
 
 
 async def _full_sale(
@@ -1484,6 +1498,7 @@ async def _full_sale(
     reason: str,
     expected_updated_at: datetime | None,
     in_transaction: InTransaction | None,
+    trade_request_id: uuid.UUID | None,
 ) -> SaleResult:
     def moved(row: Mapping[str, Any]) -> bool:
         return expected_updated_at is not None and row["updated_at"] != expected_updated_at
@@ -1508,7 +1523,12 @@ async def _full_sale(
             quote=quote,
             token_decimals=decimals,
             side="sell",
-            intent={"kind": "sale", "position_id": position_id, "reason": reason},
+            intent={
+                "kind": "sale",
+                "position_id": position_id,
+                "reason": reason,
+                "trade_request_id": None if trade_request_id is None else str(trade_request_id),
+            },
             record=partial(record_sale_fill, reason=reason),
             confirm=balance_unchanged,
         )

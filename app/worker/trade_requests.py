@@ -116,6 +116,7 @@ async def _run(ctx: ExecutionContext, request: RequestRow) -> None:
             position_size=_decimal(params.get("positionSize")),
             wallet_address=params.get("walletAddress"),
             in_transaction=record,
+            trade_request_id=request.id,
         )
         return
     sale = await execute_full_sale(
@@ -124,6 +125,7 @@ async def _run(ctx: ExecutionContext, request: RequestRow) -> None:
         position_id=uuid.UUID(params["positionId"]),
         reason=params.get("reason") or "manual",
         in_transaction=record,
+        trade_request_id=request.id,
     )
     if not sale.success:
         raise TradeError("POSITION_ALREADY_CLOSED", "Position is already closed")

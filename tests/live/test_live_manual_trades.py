@@ -6,6 +6,8 @@ live execution context, run until the route has answered."""
 from __future__ import annotations
 
 import asyncio
+import uuid
+from decimal import Decimal
 from typing import Any
 
 from app.worker.trade_requests import drain_requests
@@ -52,6 +54,63 @@ async def test_unconfirmed_swap_is_accepted_pending_settlement_and_the_wallet_bu
     rig.rpc.expire_blockhashes()
     assert await rig.executor.settlement.run_once() == ["expired"]
     assert await rig.ledger_rows() == []
+    await rig.assert_ledger_matches_chain()
+    # The request learns the outcome settlement established: no trade, safe to retry.
+    settled = await in_loop_client.get(body["statusUrl"], headers=headers(rig))
+    assert settled.status_code == 502, settled.text
+    assert settled.json()["code"] == "SWAP_EXPIRED"
+    assert settled.json()["error"] == "Swap expired without landing (no trade)"
+
+
+async def test_unconfirmed_buy_that_lands_later_answers_its_request_with_the_settled_trade(
+    rig: LiveRig, in_loop_client: InLoopClient
+) -> None:
+    await rig.setup(live_confirm_timeout_s=0.2)  # sent, then left pending on the fake chain
+    resp = await manual_buy(rig, in_loop_client)
+    assert resp.status_code == 202, resp.text
+    status_url = resp.json()["statusUrl"]
+    [swap] = await rig.swaps()
+
+    rig.land(rig.rpc.sent[swap["signature"]])
+    assert await rig.executor.settlement.run_once() == ["settled"]
+
+    polled = await in_loop_client.get(status_url, headers=headers(rig))
+    assert polled.status_code == 200, polled.text
+    answer = polled.json()
+    [ledger] = await rig.ledger_rows()
+    position_id = await rig.pool.fetchval("SELECT id FROM agent_positions WHERE agent_id = $1", rig.agent_id)
+    assert answer["success"] is True
+    assert answer["transactionId"] == str(ledger["id"]) and answer["positionId"] == str(position_id)
+    assert answer["transactionHash"] == swap["signature"]
+    assert Decimal(str(answer["outputAmount"])) == ledger["output_amount"]
+    await rig.assert_ledger_matches_chain()
+
+
+async def test_unconfirmed_close_that_lands_later_answers_its_request_with_the_sale(
+    rig: LiveRig, in_loop_client: InLoopClient
+) -> None:
+    await rig.setup(live_confirm_timeout_s=0.2)
+    rig.auto_land()
+    bought = await manual_buy(rig, in_loop_client)
+    assert bought.status_code == 200, bought.text
+    position_id = bought.json()["positionId"]
+
+    rig.rpc.on_send = None  # the sale is sent and stays pending past the confirmation timeout
+    path = f"/api/v1/agent-positions/{rig.agent_id}/{position_id}/close"
+    resp = await post_and_execute(rig, in_loop_client, path, {"reason": "manual"})
+    assert resp.status_code == 202, resp.text
+    _, sale_swap = await rig.swaps()
+    rig.land(rig.rpc.sent[sale_swap["signature"]])
+    assert await rig.executor.settlement.run_once() == ["settled"]
+
+    polled = await in_loop_client.get(resp.json()["statusUrl"], headers=headers(rig))
+    assert polled.status_code == 200, polled.text
+    answer = polled.json()
+    history_id = await rig.pool.fetchval(
+        "SELECT id FROM agent_historical_swaps WHERE position_id = $1", uuid.UUID(position_id)
+    )
+    assert answer["positionId"] == position_id and answer["historicalSwapId"] == str(history_id)
+    assert answer["transactionHash"] == sale_swap["signature"]
     await rig.assert_ledger_matches_chain()
 
 

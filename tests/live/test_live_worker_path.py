@@ -196,6 +196,7 @@ async def test_signal_live_buy_then_take_profit_settled_after_a_crash(
         "token_symbol": "LIVE",
         "signal_id": signal_id,
         "signal_execution": True,
+        "trade_request_id": None,  # a signal's buy, not a manual trade
         "agentId": str(rig.agent_id),
     }
     # One quote, from the live route, sized the trade and was executed: no Ultra order, no re-quote.
