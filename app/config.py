@@ -80,6 +80,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     price_max_age_ms: int = 0  # a token price older than this never trades; 0 = three price polls
     sol_usd_max_age_s: float = 30.0  # SOL/USD older than this prices nothing derived from USD
     tracking_refresh_s: float = 10.0  # re-read the set of tokens with open positions from the DB
+    # One worker (the holder of an advisory lock) runs the price monitor; the others retry this often and take
+    # over when it goes. The holder checks its lock connection as often and steps down when it is lost.
+    monitor_leader_retry_s: float = 2.0
     rug_check_interval_s: float = 30.0  # liquidity check of an unpriced token at most this often
     snapshot_backfill_max_hours: int = 168  # missed hourly snapshots filled after downtime, at most
     # Live trading (issue 7, docs/live-trading.md). Keys come from WALLET_n (+ WALLET_n_OWNER) and/or this file.

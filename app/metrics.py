@@ -47,6 +47,12 @@ PRICE_UPDATE_TOTAL = Counter("price_update_total", "Price fetches by outcome", [
 PRICE_FEED_STALENESS = Gauge(
     "price_feed_staleness_seconds", "Age of the newest price from each feed", ["feed"], registry=REGISTRY
 )
+WORKER_LEADER = Gauge(
+    "worker_leader",
+    "1 while this worker is the elected leader for a role (e.g. price_monitor)",
+    ["role"],
+    registry=REGISTRY,
+)
 WORKER_LAG = Gauge("worker_lag_seconds", "Age of the oldest unprocessed signal", registry=REGISTRY)
 OPEN_POSITIONS = Gauge("open_positions", "Open positions across all agents", registry=REGISTRY)
 API_REQUESTS_TOTAL = Counter("api_requests_total", "HTTP requests", ["method", "path", "status"], registry=REGISTRY)

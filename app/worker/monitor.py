@@ -78,6 +78,7 @@ from app.trading.evaluate import Action, DcaBuy, Hold, SellAll, SellPartial, eva
 from app.trading.position import PositionState
 from app.trading.rug import is_rug_pulled
 from app.worker import execution
+from app.worker.leader import lead
 from app.worker.position_store import PositionStore, Row
 from app.worker.prices import normalize_price, price_max_age, sol_usd_max_age, sol_usd_row, store_prices
 from app.worker.quiet_band import quiet_band
@@ -567,10 +568,12 @@ class PriceMonitor:
 
     # --- service loop --------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Tick every price poll until ``stop`` (default: the worker's stopping event) is set."""
+        stop = stop or self.ctx.stopping
         poll_s = self.settings.worker_price_poll_ms / 1000
         try:
-            while not self.ctx.stopping.is_set():
+            while not stop.is_set():
                 started = time.monotonic()
                 await self.start_listening()
                 try:
@@ -579,18 +582,27 @@ class PriceMonitor:
                     # The database being away must not kill the loop; the pool reconnects.
                     ERRORS_TOTAL.labels("monitor", "DB_ERROR").inc()
                     log.warning("price monitor tick failed", extra={"fields": {"error": str(exc)}})
-                if await self.ctx.sleep(max(0.0, poll_s - (time.monotonic() - started))):
-                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, poll_s - (time.monotonic() - started)))
         finally:
             await self.stop_listening()
             await self.drain(wait_s=DRAIN_TIMEOUT_S)
 
 
 async def price_monitor_service(ctx: Any) -> None:
+    """The price monitor of the elected worker (docs/position-management.md, "One monitor per database").
+
+    A fresh :class:`PriceMonitor` per term: a new leader starts from the database, not from what this process
+    remembered while another worker was trading the positions."""
     from app.worker.components import get_market
 
     market = await get_market(ctx)
-    await PriceMonitor(ctx, market).run()
+
+    async def monitor(stop: asyncio.Event) -> None:
+        await PriceMonitor(ctx, market).run(stop)
+
+    retry_s = ctx.settings.monitor_leader_retry_s
+    await lead(ctx, "price_monitor", monitor, retry_s=retry_s, check_s=retry_s)
 
 
 __all__ = [

@@ -1,0 +1,188 @@
+"""Leader election for the price monitor: one holder per database, hand-over on stop, loss and SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app.worker.leader import lead, lock_key
+from app.worker.main import WorkerContext
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Terms:
+    """Records each term of a contender and how many contenders led at once."""
+
+    holding = 0
+    most_at_once = 0
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.ended = 0
+        self.elected = asyncio.Event()
+        self.stop: asyncio.Event | None = None
+
+    async def body(self, stop: asyncio.Event) -> None:
+        Terms.holding += 1
+        Terms.most_at_once = max(Terms.most_at_once, Terms.holding)
+        self.started += 1
+        self.stop = stop
+        self.elected.set()
+        try:
+            await stop.wait()
+        finally:
+            Terms.holding -= 1
+            self.ended += 1
+
+
+def contender(database_url: str, name: str) -> WorkerContext:
+    return WorkerContext(settings=None, pool=None, database_url=database_url, worker_id=name)  # type: ignore[arg-type]
+
+
+async def stopped(ctx: WorkerContext, task: asyncio.Task[None]) -> None:
+    ctx.stopping.set()
+    await asyncio.wait_for(task, 10)
+
+
+def test_lock_key_is_stable_across_processes_and_releases() -> None:
+    # Changing the derivation would let an old and a new release lead at the same time during an upgrade.
+    assert lock_key("price_monitor") == lock_key("price_monitor")
+    assert lock_key("price_monitor") != lock_key("other")
+    assert -(2**63) <= lock_key("price_monitor") < 2**63
+    assert lock_key("price_monitor") == 4622168759348615266
+
+
+async def test_one_leader_at_a_time_and_a_standby_takes_over_when_it_stops(database_url) -> None:
+    Terms.holding = Terms.most_at_once = 0
+    first, second = Terms(), Terms()
+    a, b = contender(database_url, "a"), contender(database_url, "b")
+    task_a = asyncio.create_task(lead(a, "t-handover", first.body, retry_s=0.05, check_s=0.05))
+    await asyncio.wait_for(first.elected.wait(), 10)
+    task_b = asyncio.create_task(lead(b, "t-handover", second.body, retry_s=0.05, check_s=0.05))
+    try:
+        await asyncio.sleep(0.5)  # ten retries of the standby
+        assert not second.elected.is_set()
+
+        await stopped(a, task_a)
+        assert first.ended == 1
+        await asyncio.wait_for(second.elected.wait(), 5)
+        assert Terms.most_at_once == 1
+    finally:
+        await stopped(b, task_b)
+    assert second.ended == 1
+
+
+async def test_roles_are_independent(database_url) -> None:
+    monitor, other = Terms(), Terms()
+    a, b = contender(database_url, "a"), contender(database_url, "b")
+    tasks = [
+        asyncio.create_task(lead(a, "t-role-1", monitor.body, retry_s=0.05, check_s=0.05)),
+        asyncio.create_task(lead(b, "t-role-2", other.body, retry_s=0.05, check_s=0.05)),
+    ]
+    try:
+        await asyncio.wait_for(asyncio.gather(monitor.elected.wait(), other.elected.wait()), 10)
+    finally:
+        await stopped(a, tasks[0])
+        await stopped(b, tasks[1])
+
+
+async def test_leader_steps_down_when_its_lock_session_is_lost_and_is_elected_again(database_url, pool) -> None:
+    terms = Terms()
+    ctx = contender(database_url, "a")
+    task = asyncio.create_task(lead(ctx, "t-lost", terms.body, retry_s=0.05, check_s=0.05))
+    try:
+        await asyncio.wait_for(terms.elected.wait(), 10)
+        first_stop = terms.stop
+        assert first_stop is not None and not first_stop.is_set()
+        holder = await pool.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        assert holder is not None
+        terms.elected.clear()
+        assert await pool.fetchval("SELECT pg_terminate_backend($1)", holder)
+
+        await asyncio.wait_for(first_stop.wait(), 5)  # told to stop, not cancelled
+        await asyncio.wait_for(terms.elected.wait(), 5)  # the lock was free again: a new term
+        assert (terms.started, terms.ended) == (2, 1)
+        assert terms.stop is not first_stop
+    finally:
+        await stopped(ctx, task)
+
+
+_CHILD = """
+import asyncio, sys
+from app.worker.leader import lead
+from app.worker.main import WorkerContext
+
+async def main():
+    ctx = WorkerContext(settings=None, pool=None, database_url=sys.argv[1], worker_id="child")
+    async def body(stop):
+        print("leader", flush=True)
+        await stop.wait()
+    await lead(ctx, "t-kill", body, retry_s=0.05, check_s=0.05)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_a_sigkilled_leader_is_replaced(database_url) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CHILD, database_url, cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    standby = Terms()
+    ctx = contender(database_url, "standby")
+    task: asyncio.Task[None] | None = None
+    try:
+        assert child.stdout is not None
+        assert (await asyncio.wait_for(child.stdout.readline(), 30)).strip() == b"leader"
+        task = asyncio.create_task(lead(ctx, "t-kill", standby.body, retry_s=0.05, check_s=0.05))
+        await asyncio.sleep(0.5)
+        assert not standby.elected.is_set()
+
+        killed_at = time.monotonic()
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+        await asyncio.wait_for(standby.elected.wait(), 10)
+        assert time.monotonic() - killed_at < 10
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        if task is not None:
+            await stopped(ctx, task)
+
+
+async def test_an_unreachable_database_is_retried_not_fatal() -> None:
+    terms = Terms()
+    ctx = contender("postgresql://postgres@127.0.0.1:1/nothing", "a")
+    task = asyncio.create_task(lead(ctx, "t-away", terms.body, retry_s=0.05, check_s=0.05))
+    await asyncio.sleep(0.3)
+    assert not task.done() and not terms.elected.is_set()
+    await stopped(ctx, task)
+
+
+async def test_no_other_session_can_take_a_held_lock(database_url, pool) -> None:
+    # Neither a pooled connection nor a fresh one (another worker) gets the lock while its holder lives.
+    terms = Terms()
+    ctx = contender(database_url, "a")
+    task = asyncio.create_task(lead(ctx, "t-session", terms.body, retry_s=0.05, check_s=0.05))
+    try:
+        await asyncio.wait_for(terms.elected.wait(), 10)
+        async with pool.acquire() as conn:
+            assert not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key("t-session"))
+        conn2: asyncpg.Connection = await asyncpg.connect(database_url)
+        try:
+            assert not await conn2.fetchval("SELECT pg_try_advisory_lock($1)", lock_key("t-session"))
+        finally:
+            await conn2.close()
+    finally:
+        await stopped(ctx, task)
