@@ -96,7 +96,9 @@ AUTH_EVENTS_TOTAL = Counter("auth_events_total", "Authentication decisions by ev
 # API-key cache: 1 while this process's revocation listener is connected; at 0 every API-key request
 # reads the database (correct, slower).
 API_KEY_LISTENER_UP = Gauge(
-    "api_key_revocation_listener_up", "1 while API-key revocations are heard (cache in use)", registry=REGISTRY
+    "api_key_revocation_listener_up",
+    "1 while API-key and access-token revocations are heard (caches in use)",
+    registry=REGISTRY,
 )
 # Withdrawals (issue 9): requests by wallet type and outcome (completed, pending, failed, expired, refused).
 WITHDRAWALS_TOTAL = Counter(

@@ -14,8 +14,11 @@ in one run and one process (median of ``--repeats`` batches of ``--iterations`` 
 * ``bcrypt key, cached``: an imported key (bcrypt ``key_hash``) after its first verification, listener connected;
 * ``bcrypt key, cache bypassed``: the same without a listener (the bcrypt memo: one query by id and hash);
 * ``bcrypt key, uncached``: the same key evicted each time (prefix query + bcrypt);
-* ``JWT decode only``: signature and claims check, no database;
-* ``access token``: JWT decode + the revocation query (one query with two primary-key probes).
+* ``JWT verification, first time``: PyJWT's signature and claims check of a token not seen before;
+* ``JWT decode only``: ``read_token`` of a token verified before (app.auth.tokens remembers verified access
+  tokens by their exact string and re-checks only ``exp``), no database;
+* ``access token, cached|bypassed``: JWT decode + the revocation check, answered from the access-token cache
+  (app.auth.access_tokens) while the listener is up, or by one query with two primary-key probes.
 
 Ratios are against the ``SELECT 1`` baseline of the same run.
 """
@@ -39,9 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import DEFAULT_ADMIN_URL, create_database, drop_database, migrate
 
 from app.api.auth import decode_token, issue_access_token
+from app.auth.access_tokens import AccessTokenCache
 from app.auth.keys import ApiKeyVerifier, generate_api_key, hash_api_key
-from app.auth.revocations import KeyRevocationListener
-from app.auth.sessions import is_access_token_revoked
+from app.auth.revocations import RevocationListener
+from app.auth.tokens import _verify as verify_uncached  # the full check that read_token remembers
 from app.db import create_pool
 
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
@@ -102,11 +106,12 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.to_thread(migrate, url)
         pool = await create_pool(url, min_size=1, max_size=2)
         cached = ApiKeyVerifier(ttl_s=3600)
-        listener = KeyRevocationListener(url, cached)
+        tokens = AccessTokenCache(ttl_s=3600)
+        listener = RevocationListener(url, cached, tokens)
         await listener.start()
         try:
             await asyncio.wait_for(listener.connected.wait(), 10)
-            await measure(pool, cached, args)
+            await measure(pool, cached, tokens, args)
         finally:
             await listener.stop()
             await pool.close()
@@ -114,7 +119,9 @@ async def run(args: argparse.Namespace) -> None:
         await drop_database(args.admin_url, url)
 
 
-async def measure(pool: asyncpg.Pool, cached: ApiKeyVerifier, args: argparse.Namespace) -> None:
+async def measure(
+    pool: asyncpg.Pool, cached: ApiKeyVerifier, tokens: AccessTokenCache, args: argparse.Namespace
+) -> None:
     user_id, sha_key, legacy_key, legacy_id = await populate(pool, args.bcrypt_cost, args.other_keys)
     bypassed = ApiKeyVerifier(ttl_s=3600)  # no listener: never trusts its cache
     for verifier in (cached, bypassed):
@@ -124,6 +131,7 @@ async def measure(pool: asyncpg.Pool, cached: ApiKeyVerifier, args: argparse.Nam
     assert await cached.verify(pool, sha_key) is not None
     assert cached.cache_hits == hits + 1, "the cached verifier is not answering from its cache"
     token = issue_access_token(SECRET, user_id, "bench-keys@example.com", session_id=uuid.uuid4())
+    tokens_bypassed = AccessTokenCache(ttl_s=3600)  # no listener: reads the database every time
 
     async def ping() -> None:
         await pool.fetchval("SELECT 1")
@@ -150,9 +158,16 @@ async def measure(pool: asyncpg.Pool, cached: ApiKeyVerifier, args: argparse.Nam
     async def jwt_only() -> None:
         decode_token(SECRET, token, "access")
 
-    async def access_token() -> None:
+    async def jwt_first_time() -> None:
+        verify_uncached(SECRET, token, "access")
+
+    async def access_token_cached() -> None:
         claims = decode_token(SECRET, token, "access")
-        await is_access_token_revoked(pool, claims["jti"], claims["sid"])
+        await tokens.is_revoked(pool, claims["jti"], claims["sid"])
+
+    async def access_token_bypassed() -> None:
+        claims = decode_token(SECRET, token, "access")
+        await tokens_bypassed.is_revoked(pool, claims["jti"], claims["sid"])
 
     n = args.iterations
     slow_n = max(1, args.bcrypt_iterations)
@@ -164,8 +179,10 @@ async def measure(pool: asyncpg.Pool, cached: ApiKeyVerifier, args: argparse.Nam
         ("bcrypt key, cached", bcrypt_cached, n),
         ("bcrypt key, cache bypassed (memo)", bcrypt_bypassed, n),
         (f"bcrypt key, uncached (cost {args.bcrypt_cost})", bcrypt_uncached, slow_n),
+        ("JWT verification, first time (PyJWT)", jwt_first_time, n),
         ("JWT decode only (no DB)", jwt_only, n),
-        ("access token (JWT + revocation)", access_token, n),
+        ("access token, cached", access_token_cached, n),
+        ("access token, cache bypassed", access_token_bypassed, n),
     ]
     for _, fn, _ in cases:  # warm up: prepared statements, pool connections
         await batch(fn, 5)

@@ -18,7 +18,7 @@ from app.api.metrics import http_metrics_middleware
 from app.api.middleware import add_response_headers, request_context_middleware
 from app.api.openapi_doc import render_plugins
 from app.api.ws import ws_lifespan
-from app.auth.revocations import key_revocation_lifespan
+from app.auth.revocations import revocation_lifespan
 from app.auth.seed import auth_startup
 from app.config import Settings
 from app.db import create_pool
@@ -78,7 +78,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         before_send=[add_response_headers],
         # After the pool (they read state.settings): the API-key revocation listener, and the WebSocket hub,
         # which stops (closing sockets) before the pool closes.
-        lifespan=[pool_lifespan, key_revocation_lifespan(database_url), ws_lifespan(settings, database_url)],
+        lifespan=[pool_lifespan, revocation_lifespan(database_url), ws_lifespan(settings, database_url)],
         on_startup=[auth_startup],  # after the lifespans: the pool exists; seeds the admin (app.auth.seed)
         cors_config=cors_config(settings),
         request_max_body_size=MAX_BODY_BYTES,

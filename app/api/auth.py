@@ -34,7 +34,6 @@ from app.api.errors import ApiError
 from app.auth.keys import API_KEY_PREFIX, hash_api_key, looks_like_api_key
 from app.auth.ratelimit import RateLimit, enforce_rate_limit
 from app.auth.runtime import auth_runtime
-from app.auth.sessions import is_access_token_revoked
 from app.auth.tokens import ACCESS_TTL, JWT_ALGORITHM, TokenError, issue_access_token, read_token
 from app.metrics import AUTH_EVENTS_TOTAL
 
@@ -91,7 +90,7 @@ def decode_token(secret: str, token: str, expected_type: str) -> dict[str, Any]:
 
 async def principal_from_access_token(state: State, token: str) -> Principal:
     claims = decode_token(state.settings.jwt_secret, token, "access")
-    if await is_access_token_revoked(state.pool, claims["jti"], claims["sid"]):
+    if await auth_runtime(state).access_tokens.is_revoked(state.pool, claims["jti"], claims["sid"]):
         AUTH_EVENTS_TOTAL.labels("revoked_token_refused").inc()
         raise _unauthorized("Token has been revoked")
     return Principal(

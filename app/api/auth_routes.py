@@ -22,7 +22,7 @@ from app.api.errors import ApiError
 from app.auth import accounts, sessions
 from app.auth.passwords import policy_violation
 from app.auth.ratelimit import LOGIN, REFRESH, REGISTER, rate_limit_guard
-from app.auth.runtime import auth_runtime
+from app.auth.runtime import AuthRuntime, auth_runtime
 from app.config import Settings
 from app.db import Q
 
@@ -115,23 +115,24 @@ async def logout(request: Request, state: State, pool: PoolDep, settings: Settin
     if principal is None and refresh_session is None:
         raise access_error  # type: ignore[misc]  # set whenever principal is None
 
+    runtime = auth_runtime(state)
     if principal is not None:
-        await _revoke_access(pool, principal)
+        await _revoke_access(pool, runtime, principal)
     if refresh_session is not None:
         session_id, owner = refresh_session
         # Another user's refresh token is not the caller's to revoke (upstream revoked any it was handed).
         if principal is None or owner == principal.user_id:
-            await sessions.revoke_session(pool, session_id, "logout")
+            await sessions.revoke_session(pool, runtime, session_id, "logout")
     return Response({"success": True, "message": "Logged out successfully"}, status_code=200)
 
 
-async def _revoke_access(pool: asyncpg.Pool, principal: Principal) -> None:
+async def _revoke_access(pool: asyncpg.Pool, runtime: AuthRuntime, principal: Principal) -> None:
     assert principal.token_id is not None and principal.token_expires_at is not None
     await sessions.revoke_access_token(
-        pool, uuid.UUID(principal.token_id), principal.user_id, principal.token_expires_at
+        pool, runtime, uuid.UUID(principal.token_id), principal.user_id, principal.token_expires_at
     )
     if principal.session_id is not None:
-        await sessions.revoke_session(pool, principal.session_id, "logout")
+        await sessions.revoke_session(pool, runtime, principal.session_id, "logout")
 
 
 async def _refresh_session_or_none(pool: asyncpg.Pool, settings: Settings, token: str | None):

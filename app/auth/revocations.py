@@ -1,9 +1,12 @@
-"""Cross-process invalidation of the API-key cache (app.auth.keys): one LISTEN connection per API process.
+"""Cross-process invalidation of the authentication caches: one LISTEN connection per API process.
 
 Migration 0011 NOTIFYs ``api_key_revoked`` with a key's id whenever its row is deleted or updated (``*`` when the
-table is truncated), from inside the changing transaction. This listener evicts the key at once. The verifier
-trusts its cache only between ``listener_connected`` (called after LISTEN is in effect) and ``listener_lost``
-(called as soon as the connection is known to be gone): while disconnected, every request reads the database.
+table is truncated), and migration 0070 NOTIFYs ``access_token_revoked`` (``jti:…`` / ``sid:…``) when an access
+token or a session is revoked, from inside the changing transaction. This listener hands each notice to its
+cache (the API-key verifier, app.auth.keys; the access-token cache, app.auth.access_tokens), which evicts at
+once. The caches are trusted only between ``listener_connected`` (called after LISTEN is in effect on every
+channel) and ``listener_lost`` (called as soon as the connection is known to be gone): while disconnected, every
+request reads the database.
 
 Same shape as the WebSocket hub's listener (app.api.ws), on its own connection: the hub's lifetime and probe
 interval are the WebSocket's business, and this one decides how long a half-open connection can go unnoticed
@@ -24,6 +27,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 from litestar import Litestar
 
+from app.auth import access_tokens
+from app.auth.access_tokens import AccessTokenCache
 from app.auth.keys import ApiKeyVerifier
 from app.auth.runtime import auth_runtime
 from app.metrics import API_KEY_LISTENER_UP
@@ -37,10 +42,11 @@ PROBE_S = 5.0
 FIRST_RETRY_S, MAX_RETRY_S = 0.5, 10.0
 
 
-class KeyRevocationListener:
-    def __init__(self, database_url: str, verifier: ApiKeyVerifier) -> None:
+class RevocationListener:
+    def __init__(self, database_url: str, verifier: ApiKeyVerifier, tokens: AccessTokenCache | None = None) -> None:
         self.database_url = database_url
         self.verifier = verifier
+        self.tokens = tokens
         self.connected = asyncio.Event()
         self.backend_pid: int | None = None  # the LISTEN connection's server process, while connected
         self.notices = 0
@@ -48,7 +54,7 @@ class KeyRevocationListener:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen_forever(), name="api-key-revocations")
+        self._task = asyncio.create_task(self._listen_forever(), name="auth-revocations")
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -59,6 +65,8 @@ class KeyRevocationListener:
 
     def _lost(self) -> None:
         self.verifier.listener_lost()
+        if self.tokens is not None:
+            self.tokens.listener_lost()
         self.connected.clear()
         self.backend_pid = None
         API_KEY_LISTENER_UP.set(0)
@@ -82,6 +90,11 @@ class KeyRevocationListener:
             return
         self.verifier.evict(key_id)
 
+    def _on_token_notice(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self.notices += 1
+        assert self.tokens is not None
+        self.tokens.on_notice(payload)
+
     async def _listen_forever(self) -> None:
         retry_s = FIRST_RETRY_S
         was_lost = False
@@ -92,23 +105,27 @@ class KeyRevocationListener:
                 gone = asyncio.Event()
                 conn.add_termination_listener(functools.partial(self._on_terminated, gone))
                 await conn.add_listener(CHANNEL, self._on_notice)
+                if self.tokens is not None:
+                    await conn.add_listener(access_tokens.CHANNEL, self._on_token_notice)
                 self.backend_pid = conn.get_server_pid()
                 self.verifier.listener_connected()
+                if self.tokens is not None:
+                    self.tokens.listener_connected()
                 self.connected.set()
                 API_KEY_LISTENER_UP.set(1)
                 if was_lost:
-                    log.info("api key revocation listener back; key cache in use again")
+                    log.info("revocation listener back; key and token caches in use again")
                 retry_s = FIRST_RETRY_S
                 await self._watch(conn, gone)
                 if not self._stopping.is_set():
                     was_lost = True
-                    log.warning("api key revocation listener closed; key cache bypassed until it is back")
+                    log.warning("revocation listener closed; key and token caches bypassed until it is back")
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 was_lost = True
                 log.warning(
-                    "api key revocation listener lost; key cache bypassed until it is back",
+                    "revocation listener lost; key and token caches bypassed until it is back",
                     extra={"fields": {"error": type(exc).__name__, "retry_s": retry_s}},
                 )
             finally:
@@ -129,13 +146,14 @@ class KeyRevocationListener:
                 await asyncio.wait_for(conn.fetchval("SELECT 1"), PROBE_S)
 
 
-def key_revocation_lifespan(database_url: str):
+def revocation_lifespan(database_url: str):
     """Lifespan manager for ``create_app``; list it after the pool's (it reads ``state.settings``)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        listener = KeyRevocationListener(database_url, auth_runtime(app.state).api_keys)
-        app.state.key_revocations = listener
+        runtime = auth_runtime(app.state)
+        listener = RevocationListener(database_url, runtime.api_keys, runtime.access_tokens)
+        app.state.revocations = listener
         await listener.start()
         try:
             yield

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from litestar.datastructures import State
 
+from app.auth.access_tokens import AccessTokenCache
 from app.auth.keys import ApiKeyVerifier
 from app.auth.passwords import PasswordHasher
 from app.auth.ratelimit import SlidingWindowLimiter
@@ -28,6 +29,7 @@ def utcnow() -> datetime:
 class AuthRuntime:
     passwords: PasswordHasher
     api_keys: ApiKeyVerifier
+    access_tokens: AccessTokenCache
     limiter: SlidingWindowLimiter = field(default_factory=SlidingWindowLimiter)
     clock: Callable[[], datetime] = utcnow
 
@@ -40,6 +42,7 @@ class AuthRuntime:
                 parallelism=settings.argon2_parallelism,
             ),
             api_keys=ApiKeyVerifier(ttl_s=settings.api_key_cache_ttl_s),
+            access_tokens=AccessTokenCache(ttl_s=settings.api_key_cache_ttl_s),
         )
 
 

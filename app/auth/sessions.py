@@ -84,12 +84,14 @@ async def rotate(pool: asyncpg.Pool, settings: Settings, runtime: AuthRuntime, t
     """Exchange a refresh token for a new access + refresh pair; revoke the session on reuse."""
     claims = read_refresh_token(settings, token)
     failure: ApiError | None = None
+    reused_session: uuid.UUID | None = None
     async with transaction(pool) as conn:
         row = await Q.auth_refresh_token_for_update.fetch_one(conn, claims["jti"], into=_RefreshRow)
         if row is None or row.revoked_at is not None or row.user_id != claims["userId"]:
             failure = _refresh_error("Refresh token has been revoked")
         elif row.used_at is not None:
             await Q.auth_revoke_session.execute(conn, row.session_id, "refresh_reuse")
+            reused_session = row.session_id
             AUTH_EVENTS_TOTAL.labels("refresh_reuse").inc()
             failure = _refresh_error("Refresh token has been revoked", "REFRESH_TOKEN_REUSED")
         elif row.email is None:
@@ -101,18 +103,24 @@ async def rotate(pool: asyncpg.Pool, settings: Settings, runtime: AuthRuntime, t
             await Q.auth_rotate_refresh_token.execute(conn, row.jti, new_jti, row.session_id, row.expires_at)
             pair = _pair(settings, row.user_id, row.email, row.session_id, new_jti, row.expires_at)
     # Raised after the commit: the reuse revocation must persist even though the request fails.
+    if reused_session is not None:
+        runtime.access_tokens.evict_session(reused_session)
     if failure is not None:
         raise failure
     AUTH_EVENTS_TOTAL.labels("refresh").inc()
     return pair
 
 
-async def revoke_access_token(pool: asyncpg.Pool, jti: uuid.UUID, user_id: uuid.UUID, expires_at: datetime) -> None:
+async def revoke_access_token(
+    pool: asyncpg.Pool, runtime: AuthRuntime, jti: uuid.UUID, user_id: uuid.UUID, expires_at: datetime
+) -> None:
     await Q.auth_revoke_access_token.execute(pool, jti, user_id, expires_at)
+    runtime.access_tokens.evict_token(jti)  # after the commit: this process refuses it on its very next request
 
 
-async def revoke_session(pool: asyncpg.Pool, session_id: uuid.UUID, reason: str) -> None:
+async def revoke_session(pool: asyncpg.Pool, runtime: AuthRuntime, session_id: uuid.UUID, reason: str) -> None:
     await Q.auth_revoke_session.execute(pool, session_id, reason)
+    runtime.access_tokens.evict_session(session_id)
 
 
 async def session_of_refresh_token(pool: asyncpg.Pool, settings: Settings, token: str) -> tuple[uuid.UUID, uuid.UUID]:
@@ -122,9 +130,3 @@ async def session_of_refresh_token(pool: asyncpg.Pool, settings: Settings, token
     if row is None:
         raise _refresh_error("Refresh token has been revoked")
     return row["session_id"], row["user_id"]
-
-
-async def is_access_token_revoked(
-    conn: asyncpg.Pool | asyncpg.Connection, jti: uuid.UUID, session_id: uuid.UUID | None
-) -> bool:
-    return bool(await Q.auth_access_token_revoked.fetch_val(conn, jti, session_id))

@@ -23,7 +23,7 @@ from litestar import get
 from app.api.auth import scoped
 from app.api.deps import PrincipalDep
 from app.auth.keys import ApiKeyVerifier, generate_api_key
-from app.auth.revocations import KeyRevocationListener
+from app.auth.revocations import RevocationListener
 from app.auth.runtime import auth_runtime
 from tests.auth.helpers import bearer, register
 from tests.factories import create_user
@@ -62,8 +62,8 @@ def verifier(http: InLoopClient) -> ApiKeyVerifier:
     return auth_runtime(http.app.state).api_keys
 
 
-def listener(http: InLoopClient) -> KeyRevocationListener:
-    return http.app.state.key_revocations
+def listener(http: InLoopClient) -> RevocationListener:
+    return http.app.state.revocations
 
 
 async def eventually(condition: Callable[[], bool], within_s: float = NOTICE_WITHIN_S) -> bool:
@@ -228,11 +228,11 @@ async def test_truncating_the_table_empties_every_cache(app_a, app_b, pool) -> N
 
 
 @pytest.fixture
-async def standalone(database_url) -> AsyncIterator[tuple[ApiKeyVerifier, KeyRevocationListener, list[float]]]:
+async def standalone(database_url) -> AsyncIterator[tuple[ApiKeyVerifier, RevocationListener, list[float]]]:
     """A verifier with a small bound and a clock the test moves, kept current by a real listener."""
     now = [1000.0]
     verifier = ApiKeyVerifier(ttl_s=60, max_entries=2, clock=lambda: now[0])
-    revocations = KeyRevocationListener(database_url, verifier)
+    revocations = RevocationListener(database_url, verifier)
     await revocations.start()
     try:
         assert await eventually(lambda: verifier.live, within_s=10)

@@ -3,14 +3,16 @@ locked accounts refused at refresh, and API keys never reaching JWT-only routes.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import pytest
 from litestar.testing import AsyncTestClient
 
 from app.api.auth import issue_access_token
-from app.auth.tokens import AUDIENCE, ISSUER
+from app.auth.tokens import AUDIENCE, ISSUER, TokenError, read_token
 from tests.auth.helpers import bearer, from_ip, login, new_email, register
 
 
@@ -190,3 +192,38 @@ async def test_api_key_never_reaches_a_jwt_only_route(client: AsyncTestClient) -
         response = await client.get("/api/v1/api-keys", headers=headers)
         assert response.status_code == 401
         assert response.json()["error"] in ("Invalid token", "Authorization header required")
+
+
+def test_remembered_access_tokens_are_rechecked_for_expiry_type_secret_and_bytes() -> None:
+    """read_token remembers verified access tokens by their exact string (app.auth.tokens): a remembered token
+    must still expire on time, and no other string, secret or expected type may ride on it."""
+    secret, other_secret = "s" * 40, "t" * 40
+    user_id = uuid.uuid4()
+    almost_expired = issue_access_token(
+        secret, user_id, "a@example.com", now=datetime.now(UTC) - timedelta(minutes=15) + timedelta(seconds=1)
+    )
+    token = issue_access_token(secret, user_id, "a@example.com", session_id=uuid.uuid4())
+    for _ in range(2):  # the second read is answered from the memo
+        assert read_token(secret, token, "access")["userId"] == user_id
+        assert read_token(secret, almost_expired, "access")["userId"] == user_id
+
+    first = read_token(secret, token, "access")
+    first["userId"] = "changed by a caller"
+    assert read_token(secret, token, "access")["userId"] == user_id  # callers get copies
+
+    head, payload, signature = token.split(".")
+    tampered = f"{head}.{payload}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"  # 6 significant bits
+    with pytest.raises(TokenError) as refused:
+        read_token(secret, tampered, "access")
+    assert refused.value.reason == "invalid"
+    with pytest.raises(TokenError) as refused:
+        read_token(other_secret, token, "access")
+    assert refused.value.reason == "invalid"
+    with pytest.raises(TokenError) as refused:
+        read_token(secret, token, "refresh")
+    assert refused.value.reason == "type"
+
+    time.sleep(max(0.0, claims(almost_expired)["exp"] - time.time()) + 0.05)
+    with pytest.raises(TokenError) as refused:
+        read_token(secret, almost_expired, "access")
+    assert refused.value.reason == "expired"
