@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import uvloop
 
 from app.auth.housekeeping import prune_auth_state
 from app.config import Settings
@@ -135,6 +136,10 @@ def main(settings: Settings, database_url: str) -> None:
             loop.add_signal_handler(sig, stopping.set)
         return await run_worker(settings, database_url, stopping=stopping)
 
-    if not asyncio.run(runner()):
+    # uvloop, as uvicorn uses for the API: signal-to-fill p50 ~15 % lower than the standard loop in
+    # bench/worker_fanout.py (3 paired runs, 3.8-4.5 ms vs 4.5-5.4 ms; the fan-out was within the noise).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
+        clean = loop_runner.run(runner())
+    if not clean:
         # Exit 0 means "asked to stop" to `nexgent up`'s supervisor and to restart policies: a crash must not.
         raise SystemExit(1)
