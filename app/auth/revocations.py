@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from litestar import Litestar
 
-from app.auth import access_tokens
+from app.auth.access_tokens import CHANNEL as TOKEN_CHANNEL
 from app.auth.access_tokens import AccessTokenCache
 from app.auth.keys import ApiKeyVerifier
 from app.auth.runtime import auth_runtime
@@ -106,7 +106,7 @@ class RevocationListener:
                 conn.add_termination_listener(functools.partial(self._on_terminated, gone))
                 await conn.add_listener(CHANNEL, self._on_notice)
                 if self.tokens is not None:
-                    await conn.add_listener(access_tokens.CHANNEL, self._on_token_notice)
+                    await conn.add_listener(TOKEN_CHANNEL, self._on_token_notice)
                 self.backend_pid = conn.get_server_pid()
                 self.verifier.listener_connected()
                 if self.tokens is not None:
