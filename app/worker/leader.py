@@ -38,11 +38,18 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"nexgent:{name}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
-async def _acquire(database_url: str, key: int) -> asyncpg.Connection | None:
+def application_name(role: str, worker_id: str) -> str:
+    """What the lock connection shows in ``pg_stat_activity``: operators find the leader with
+    ``SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'nexgent-leader:%'``.
+    PostgreSQL keeps 63 bytes of it."""
+    return f"nexgent-leader:{role}:{worker_id}"[:63]
+
+
+async def _acquire(database_url: str, key: int, name: str) -> asyncpg.Connection | None:
     """A connection holding the lock, or None when another session holds it (or the database is away)."""
     conn: asyncpg.Connection | None = None
     try:
-        conn = await asyncpg.connect(database_url, timeout=10)
+        conn = await asyncpg.connect(database_url, timeout=10, server_settings={"application_name": name})
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
             return conn
     except _CONNECT_ERRORS as exc:
@@ -83,14 +90,14 @@ async def lead(
 
     ``body`` must return soon after ``stop`` is set. Exceptions from ``body`` propagate (the worker treats a
     crashed service as fatal and exits non-zero, which releases the lock)."""
-    key = lock_key(role)
+    key, name = lock_key(role), application_name(role, ctx.worker_id)
     while not ctx.stopping.is_set():
-        conn = await _acquire(ctx.database_url, key)
+        conn = await _acquire(ctx.database_url, key, name)
         if conn is None:
             if await ctx.sleep(retry_s):
                 return
             continue
-        log.info("leader elected", extra={"fields": {"role": role, "worker_id": getattr(ctx, "worker_id", None)}})
+        log.info("leader elected", extra={"fields": {"role": role, "worker_id": ctx.worker_id}})
         WORKER_LEADER.labels(role).set(1)
         stop = asyncio.Event()
         holder = asyncio.create_task(_hold(conn, stop, ctx.stopping, check_s))
@@ -108,4 +115,4 @@ async def lead(
             return
 
 
-__all__ = ["lead", "lock_key"]
+__all__ = ["application_name", "lead", "lock_key"]

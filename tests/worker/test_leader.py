@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -186,3 +187,65 @@ async def test_no_other_session_can_take_a_held_lock(database_url, pool) -> None
             await conn2.close()
     finally:
         await stopped(ctx, task)
+
+
+async def _leaders(pool) -> list[str]:
+    """application_name of every session holding the price-monitor lock in this database."""
+    return await pool.fetch(
+        "SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database"
+        " WHERE datname = current_database()) AND a.application_name LIKE 'nexgent-leader:price_monitor:%'"
+    )
+
+
+async def _eventually(check, within_s: float):
+    deadline = time.monotonic() + within_s
+    while True:
+        value = await check()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(120)
+async def test_two_worker_processes_elect_one_monitor_and_the_survivor_takes_over(database_url, pool) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "WORKER_HEARTBEAT_S": "0.5",
+        "MONITOR_LEADER_RETRY_S": "0.2",
+        "LOG_LEVEL": "WARNING",
+    }
+    quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
+    command = (sys.executable, "-m", "app.cli", "worker")
+    workers = [await asyncio.create_subprocess_exec(*command, cwd=PROJECT_ROOT, env=env, **quiet) for _ in range(2)]
+    try:
+        by_pid = {w.pid: w for w in workers}
+
+        async def both_beating() -> bool:
+            beating = await pool.fetchval(
+                "SELECT count(*) FROM worker_heartbeats WHERE pid = ANY($1::int[]) AND stopped_at IS NULL", list(by_pid)
+            )
+            return beating == 2
+
+        assert await _eventually(both_beating, 60), "the workers never started"
+        [first] = await _eventually(lambda: _leaders(pool), 30)
+        await asyncio.sleep(1.0)  # five retries of the standby: still one leader
+        assert [r["application_name"] for r in await _leaders(pool)] == [first["application_name"]]
+
+        leader = next(w for pid, w in by_pid.items() if f"-{pid}-" in first["application_name"])
+        leader.send_signal(signal.SIGKILL)
+        await leader.wait()
+        survivor = next(w for w in workers if w is not leader)
+
+        async def survivor_leads() -> list:
+            rows = await _leaders(pool)
+            return [r for r in rows if f"-{survivor.pid}-" in r["application_name"]]
+
+        assert await _eventually(survivor_leads, 15), "the surviving worker never took the monitor over"
+        assert len(await _leaders(pool)) == 1
+    finally:
+        for w in workers:
+            if w.returncode is None:
+                w.kill()
+                await w.wait()
