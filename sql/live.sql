@@ -93,9 +93,27 @@ ORDER BY created_at DESC
 LIMIT 1;
 
 -- name: live_unresolved_for_wallet
+-- Swaps the wallet waits on before its next order: unresolved ones, and failures whose fee the ledger lacks.
 SELECT id, status, signature, lease_owner, lease_until, created_at
 FROM live_swaps
-WHERE wallet_address = $1 AND status IN ('pending', 'sent', 'confirmed');
+WHERE wallet_address = $1
+  AND (status IN ('pending', 'sent', 'confirmed')
+       OR (status = 'failed' AND fee_recorded_at IS NULL AND fee_lamports > 0));
+
+-- name: live_failed_fees_unrecorded
+-- $1 wallet (NULL = every wallet): landed failures whose fee is not in the ledger yet, oldest first.
+SELECT id FROM live_swaps
+WHERE status = 'failed' AND fee_recorded_at IS NULL AND fee_lamports > 0
+  AND ($1::varchar IS NULL OR wallet_address = $1)
+ORDER BY created_at
+LIMIT 100;
+
+-- name: live_mark_fee_recorded
+-- Inside the ledger transaction that wrote the fee row: 0 rows (recorded meanwhile) rolls that write back.
+UPDATE live_swaps
+SET fee_recorded_at = now(), transaction_id = $2, updated_at = now()
+WHERE id = $1 AND status = 'failed' AND fee_recorded_at IS NULL
+RETURNING id;
 
 -- name: live_count_unresolved
 SELECT count(*) FROM live_swaps WHERE status IN ('pending', 'sent', 'confirmed');

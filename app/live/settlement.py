@@ -17,6 +17,8 @@ For one swap (:meth:`Settlement.settle`):
   by the execution module: :class:`~app.worker.execution.BuyIntent`,
   :class:`~app.worker.execution.TakeProfitIntent`) supplies what the chain cannot tell: the symbol,
   the signal and its execution row, the take-profit levels and moon bag.
+* ``failed`` with a fee (landed with an error): after each recording pass, :meth:`Settlement.record_failed_fees`
+  writes the fee as a fee-only SWAP row (docs/live-trading.md, "Fill amounts").
 """
 
 from __future__ import annotations
@@ -107,9 +109,58 @@ class Settlement:
         while True:
             row = await swaplog.claim(self.pool, self.owner, self.settings.live_lease_s, wallet=wallet, skip=seen)
             if row is None:
-                return statuses
+                break
             seen.append(row.id)
             statuses.append(await self.settle(row, record=record))
+        if record:
+            await self.record_failed_fees(wallet)
+        return statuses
+
+    async def record_failed_fees(self, wallet: str | None = None) -> int:
+        """Write the fee of every landed failure the ledger lacks (``wallet``'s, or all), one transaction each;
+        returns how many were written. Until its fee is written, a failure keeps its wallet busy
+        (``live_unresolved_for_wallet``), so no order is sized on a SOL balance that still includes it."""
+        written = 0
+        for pending in await Q.live_failed_fees_unrecorded.fetch_all(self.pool, wallet):
+            with bind(live_swap_id=str(pending["id"])):
+                try:
+                    written += await self._record_failed_fee(pending["id"])
+                except (SettlementBlocked, TradeError, asyncpg.PostgresError) as exc:
+                    code = getattr(exc, "code", None) or type(exc).__name__
+                    ERRORS_TOTAL.labels("live_settlement", str(code)).inc()
+                    # The journal's error column keeps the failure's own reason; this one is only logged.
+                    log.warning("failed swap's fee not recorded yet: %s", exc)
+        return written
+
+    async def _record_failed_fee(self, swap_id: uuid.UUID) -> bool:
+        from app.worker import execution
+
+        try:
+            async with transaction(self.pool) as conn:
+                row = await swaplog.get(conn, swap_id)
+                if row is None or row.status != "failed" or not row.fee_lamports:
+                    return False
+                if await Q.exec_lock_agent.fetch_one(conn, row.agent_id) is None:
+                    raise SettlementBlocked(f"agent {row.agent_id} no longer exists")
+                locked = await _lock_balances(conn, row.wallet_address, [SOL_MINT])
+                transaction_id = await execution.record_failed_transaction_fee(
+                    conn,
+                    agent_id=row.agent_id,
+                    wallet_address=row.wallet_address,
+                    other_mint=row.token_mint,
+                    fee_lamports=int(row.fee_lamports),
+                    signature=row.signature,
+                    error=row.error,
+                    locked_balances=locked,
+                )
+                if await Q.live_mark_fee_recorded.fetch_val(conn, row.id, transaction_id) is None:
+                    raise AlreadySettled(f"fee of live swap {row.id} was recorded meanwhile")
+        except AlreadySettled:
+            return False
+        log.info(
+            "failed live transaction's fee recorded in the ledger", extra={"fields": {"lamports": row.fee_lamports}}
+        )
+        return True
 
     async def settle(self, row: SwapRow, *, record: bool = True) -> str:
         """Advance one claimed swap as far as chain facts allow; the lease is released on the way out."""

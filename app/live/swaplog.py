@@ -182,8 +182,8 @@ async def mark_without_trade(
     facts: ChainFacts | None = None,
     answer: SwapError | None = None,
 ) -> bool:
-    """``failed`` or ``expired``: no ledger row, ever. A landed failure keeps its fee in ``fee_lamports``
-    (the wallet paid it; reconciliation reports it as drift until acknowledged).
+    """``failed`` or ``expired``: no trade, ever. A landed failure keeps its fee in ``fee_lamports``; settlement
+    writes that fee to the ledger (:meth:`app.live.settlement.Settlement.record_failed_fees`).
 
     ``answer``: what a manual trade request still waiting on this swap (answered ``SWAP_UNCONFIRMED``) is told
     now, in the same transaction; the request is the one the swap's intent names.

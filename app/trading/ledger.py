@@ -15,6 +15,9 @@ Per row type (amounts in whole tokens of the named mint, SOL fees in SOL):
   Unlike the reference engine we charge the protocol fee in simulation too (domain §16.5), so
   simulated and live P/L are comparable.
 * ``BURN``: ``−input_amount`` of ``input_mint``.
+* A ``SWAP`` with ``output_amount`` 0 is a live transaction that landed with an error: it swapped nothing and
+  only paid its network fee. Its ``input_mint`` is SOL, ``network_fee_sol`` holds the fee to 8 decimals and
+  ``input_amount`` the 0 to 9 lamports below them (:func:`split_fee_lamports`), so the row debits the exact fee.
 
 Stored values are quantized to their column scale with ROUND_HALF_EVEN (:func:`quantize`) *before*
 they are applied, and :func:`balance_deltas` quantizes again (idempotently), so a balance is always
@@ -39,6 +42,8 @@ PCT_4 = 4
 PCT_2 = 2
 
 NEGATIVE_DUST = Decimal("1e-8")
+# A fee-only SWAP carries at most this much SOL in input_amount: the lamports below network_fee_sol's 8 decimals.
+FEE_REMAINDER_LIMIT = Decimal("1e-8")
 
 TX_TYPES = frozenset({"DEPOSIT", "WITHDRAWAL", "SWAP", "BURN"})
 
@@ -99,7 +104,8 @@ def balance_deltas(
         raise ValueError(f"unknown transaction type {tx_type!r}")
     if not input_mint:
         raise ValueError("input_mint is required")
-    amount = _positive("input_amount", input_amount)
+    fee_only_swap = kind == "SWAP" and output_amount is not None and output_amount == 0
+    amount = ZERO if fee_only_swap else _positive("input_amount", input_amount)
     deltas: dict[str, Decimal] = {}
 
     def add(mint: str, delta: Decimal) -> None:
@@ -116,11 +122,39 @@ def balance_deltas(
     else:
         if not output_mint:
             raise ValueError("output_mint is required for SWAP")
+        fee = _fee(network_fee_sol)
+        if fee_only_swap:
+            add(SOL_MINT, -_fee_only_remainder(input_mint, input_amount, fee) - fee)
+            return deltas
         add(input_mint, -amount)
         add(output_mint, _positive("output_amount", output_amount))
-        if fee := _fee(network_fee_sol):
+        if fee:
             add(SOL_MINT, -fee)
     return deltas
+
+
+def _fee_only_remainder(input_mint: str, input_amount: Decimal | None, fee: Decimal) -> Decimal:
+    """The SOL input of a SWAP that swapped nothing, valid only as a landed failure's fee (module docstring)."""
+    if (
+        input_mint != SOL_MINT
+        or input_amount is None
+        or not input_amount.is_finite()
+        or not ZERO <= input_amount < FEE_REMAINDER_LIMIT
+        or input_amount + fee <= 0
+    ):
+        raise ValueError(
+            "a SWAP with output_amount 0 must be a failed transaction's fee: SOL input below 1e-8 and a network fee"
+        )
+    return quantize(input_amount, AMOUNT_18)
+
+
+def split_fee_lamports(fee_lamports: int) -> tuple[Decimal, Decimal]:
+    """(input_amount, network_fee_sol) of a failed transaction's fee-only SWAP row: the 8-decimal fee column
+    holds whole 10-lamport units, input_amount the 0-9 lamports below them, so the two add up to the fee."""
+    if isinstance(fee_lamports, bool) or not isinstance(fee_lamports, int) or fee_lamports <= 0:
+        raise ValueError(f"fee_lamports must be a positive int, got {fee_lamports!r}")
+    tens, lamports = divmod(fee_lamports, 10)
+    return Decimal(lamports).scaleb(-9), Decimal(tens).scaleb(-8)
 
 
 @exact

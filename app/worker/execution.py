@@ -65,6 +65,7 @@ from app.trading.ledger import (
     format_balance,
     parse_balance,
     quantize,
+    split_fee_lamports,
 )
 from app.trading.position import PositionState
 from app.trading.rug import burn_amount
@@ -1169,6 +1170,61 @@ async def record_buy_fill(
         token_address=token_address,
         debit_sol=bought.debit_sol,
     )
+
+
+async def record_failed_transaction_fee(
+    conn: asyncpg.Connection,
+    *,
+    agent_id: uuid.UUID,
+    wallet_address: str,
+    other_mint: str,
+    fee_lamports: int,
+    signature: str,
+    error: str | None,
+    locked_balances: Mapping[str, tuple[str, Decimal]],
+) -> uuid.UUID:
+    """Write the network fee of a live transaction that landed with an error: a fee-only SWAP row (SOL →
+    ``other_mint``, nothing swapped; ledger rule in :mod:`app.trading.ledger`) and the SOL debit, with its
+    balance event. Live settlement calls this holding the agent lock and ``locked_balances`` (SOL)."""
+    remainder, network = split_fee_lamports(fee_lamports)
+    tx_id = await Q.exec_insert_transaction.fetch_val(
+        conn,
+        agent_id,
+        wallet_address,
+        "SWAP",
+        ZERO,
+        None,
+        network,
+        None,
+        SOL_MINT,
+        "SOL",
+        remainder,
+        None,
+        other_mint,
+        None,
+        ZERO,
+        None,
+        None,
+        None,
+        False,
+        False,
+        signature,
+        {"failedOnChain": True, "error": error, "feeLamports": fee_lamports},
+        None,
+        network,
+        None,
+        None,
+    )
+    balances = await _apply_ledger(
+        conn,
+        agent_id=agent_id,
+        wallet=wallet_address,
+        locked=locked_balances,
+        deltas=balance_deltas("SWAP", SOL_MINT, remainder, other_mint, ZERO, network),
+        symbols={SOL_MINT: "SOL"},
+    )
+    await _publish(conn, agent_id, [_balance_event(wallet_address, balances)])
+    return tx_id
 
 
 async def link_settled_signal_buy(

@@ -201,8 +201,13 @@ class LiveRig:
                 chain[mint] = Decimal(raw).scaleb(-self.rpc.mint_decimals.get(mint, 6))
         ledger_nonzero = {m: v for m, v in ledger.items() if v != 0 or m == SOL_MINT}
         assert ledger_nonzero == chain, f"ledger {ledger_nonzero} != chain {chain}"
-        unresolved = [s["status"] for s in await self.swaps() if s["status"] in ("pending", "sent", "confirmed")]
+        swaps = await self.swaps()
+        unresolved = [s["status"] for s in swaps if s["status"] in ("pending", "sent", "confirmed")]
         assert unresolved == []
+        unrecorded_fees = [
+            s["id"] for s in swaps if s["fee_lamports"] and s["status"] == "failed" and not s["fee_recorded_at"]
+        ]
+        assert unrecorded_fees == [], "a failed transaction's fee is not in the ledger"
 
 
 @pytest.fixture

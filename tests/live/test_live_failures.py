@@ -8,9 +8,11 @@ from decimal import Decimal
 
 import pytest
 
+from app.audit import run_audit
 from app.live.settlement import Settlement
 from app.live.swap import SwapError
 from app.live.swaplog import SwapRow
+from app.trading.errors import TradeError
 from app.trading.units import SOL_MINT
 from tests.fakes.solana_rpc import SLIPPAGE_EXCEEDED
 from tests.live.conftest import START_LAMPORTS, LiveRig, wait_for
@@ -159,18 +161,41 @@ async def test_preflight_rejection_fails_at_once_and_frees_the_wallet(rig: LiveR
     await rig.assert_ledger_matches_chain()
 
 
-async def test_landed_with_error_records_no_trade_and_keeps_the_fee(rig: LiveRig) -> None:
+async def test_landed_with_error_records_its_fee_and_no_trade(rig: LiveRig) -> None:
     await rig.setup()
     rig.rpc.send_outcome = "fail"
+    rig.rpc.signature_fee = 5_003  # lamports below the 8-decimal fee column must reach the ledger too
 
     with pytest.raises(SwapError) as caught:
         await rig.buy("1")
     assert caught.value.code == "SWAP_FAILED"
     [swap] = await rig.swaps()
-    assert swap["status"] == "failed" and swap["fee_lamports"] == rig.rpc.signature_fee
+    assert swap["status"] == "failed" and swap["fee_lamports"] == 5_003 and swap["fee_recorded_at"] is None
     assert await rig.ledger_rows() == []
-    # The failed transaction still paid its fee: the one difference left, reported by reconciliation.
-    assert rig.rpc.balances[rig.wallet] == START_LAMPORTS - rig.rpc.signature_fee
+    assert rig.rpc.balances[rig.wallet] == START_LAMPORTS - 5_003
+
+    # Until the fee is in the ledger the wallet waits, like a swap awaiting settlement: an order sized on a
+    # SOL balance that still includes the fee is never sent.
+    rig.rpc.send_outcome = "pending"
+    rig.auto_land()
+    with pytest.raises(TradeError) as busy:
+        await rig.buy("1")
+    assert busy.value.code == "WALLET_BUSY"
+    assert rig.rpc.calls["sendTransaction"] == 1
+
+    assert await rig.executor.settlement.record_failed_fees() == 1
+    [fee_row] = await rig.ledger_rows()
+    assert fee_row["output_amount"] == 0 and fee_row["input_mint"] == SOL_MINT
+    assert fee_row["network_fee_sol"] == Decimal("0.00000500") and fee_row["input_amount"] == Decimal("3e-9")
+    assert fee_row["transaction_hash"] == swap["signature"] and fee_row["swap_payload"]["failedOnChain"] is True
+    [swap] = await rig.swaps()
+    assert swap["fee_recorded_at"] is not None and swap["transaction_id"] == fee_row["id"]
+    await rig.assert_ledger_matches_chain()
+    assert await rig.executor.settlement.record_failed_fees() == 0  # once only
+    assert await run_audit(rig.pool) == []
+
+    await rig.buy("1")
+    await rig.assert_ledger_matches_chain()
 
 
 async def test_two_settlers_racing_record_one_ledger_row(rig: LiveRig) -> None:
@@ -188,6 +213,28 @@ async def test_two_settlers_racing_record_one_ledger_row(rig: LiveRig) -> None:
 
     assert sorted(results) == ["settled", "settled"]
     assert len(await rig.ledger_rows()) == 1
+    await rig.assert_ledger_matches_chain()
+
+
+async def test_a_failure_found_by_settlement_gets_its_fee_recorded_once(rig: LiveRig) -> None:
+    await rig.setup(live_confirm_timeout_s=0.1)
+    rig.rpc.send_outcome = "pending"
+    with pytest.raises(SwapError) as caught:
+        await rig.buy("1")
+    assert caught.value.code == "SWAP_UNCONFIRMED"
+    [swap] = await rig.swaps()
+    rig.rpc.fail_tx(swap["signature"])  # it landed after all, with an error
+
+    first = Settlement(rig.pool, rig.settings, rig.swapper, owner="settler-a")
+    second = Settlement(rig.pool, rig.settings, rig.swapper, owner="settler-b")
+    await first.run_once(record=False)  # resolves it from chain: failed, fee not yet in the ledger
+    [swap] = await rig.swaps()
+    assert swap["status"] == "failed" and swap["fee_recorded_at"] is None
+    written = await asyncio.gather(first.record_failed_fees(), second.record_failed_fees())
+
+    assert sorted(written) == [0, 1]
+    [fee_row] = await rig.ledger_rows()
+    assert fee_row["output_amount"] == 0 and fee_row["network_fee_sol"] == Decimal("0.00000500")
     await rig.assert_ledger_matches_chain()
 
 

@@ -1,6 +1,8 @@
 from decimal import Decimal as D
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.trading.ledger import (
     AMOUNT_18,
@@ -15,6 +17,7 @@ from app.trading.ledger import (
     format_balance,
     parse_balance,
     quantize,
+    split_fee_lamports,
 )
 from app.trading.units import SOL_MINT, from_raw, sol_to_lamports, to_raw
 
@@ -63,6 +66,24 @@ def test_swap_charges_network_fee_once_and_never_the_protocol_fee():
     assert balance_deltas("SWAP", SOL_MINT, D(1), TOKEN, D(5), network_fee_sol=None) == {SOL_MINT: D(-1), TOKEN: D(5)}
 
 
+def test_a_failed_transactions_fee_row_debits_the_exact_fee():
+    # 105001 lamports: 0.00010500 in the 8-decimal fee column, the last lamport in input_amount.
+    row = balance_deltas("SWAP", SOL_MINT, D("0.000000001"), TOKEN, D(0), network_fee_sol=D("0.000105"))
+    assert row == {SOL_MINT: D("-0.000105001")}
+    assert balance_deltas("SWAP", SOL_MINT, D(0), TOKEN, D(0), network_fee_sol=D("0.000005")) == {
+        SOL_MINT: D("-0.000005")
+    }
+
+
+@given(st.integers(min_value=1, max_value=10**15))
+def test_a_fee_splits_into_its_row_and_debits_exactly(fee_lamports):
+    remainder, network = split_fee_lamports(fee_lamports)
+    assert remainder + network == D(fee_lamports).scaleb(-9)
+    assert 0 <= remainder < D("1e-8") and quantize(network, SOL_8) == network
+    deltas = balance_deltas("SWAP", SOL_MINT, remainder, TOKEN, D(0), network_fee_sol=network)
+    assert deltas == {SOL_MINT: -D(fee_lamports).scaleb(-9)}
+
+
 def test_deltas_use_stored_scales():
     deltas = balance_deltas(
         "SWAP", SOL_MINT, D("1.0000000000000000004"), TOKEN, D("1.5"), network_fee_sol=D("0.000005001")
@@ -80,6 +101,12 @@ def test_deltas_use_stored_scales():
         lambda: balance_deltas("SWAP", SOL_MINT, D(1)),
         lambda: balance_deltas("SWAP", SOL_MINT, D(1), TOKEN, D(0)),
         lambda: balance_deltas("SWAP", SOL_MINT, D(1), TOKEN, D(1), network_fee_sol=D(-1)),
+        # A SWAP that swapped nothing is only a landed failure's fee: SOL input under 1e-8 and a fee.
+        lambda: balance_deltas("SWAP", SOL_MINT, D("0.00000001"), TOKEN, D(0), network_fee_sol=D("0.000005")),
+        lambda: balance_deltas("SWAP", SOL_MINT, D(0), TOKEN, D(0)),
+        lambda: balance_deltas("SWAP", SOL_MINT, D(0), TOKEN, D(0), network_fee_sol=D(0)),
+        lambda: balance_deltas("SWAP", TOKEN, D(0), SOL_MINT, D(0), network_fee_sol=D("0.000005")),
+        lambda: balance_deltas("SWAP", SOL_MINT, D("-1e-9"), TOKEN, D(0), network_fee_sol=D("0.000005")),
     ],
 )
 def test_malformed_rows_are_refused(call):

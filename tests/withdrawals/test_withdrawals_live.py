@@ -203,6 +203,34 @@ async def test_rejected_or_expired_transfers_move_nothing(live_client, pool, cha
     await assert_ledger_matches_chain(pool, chain, wallet.address)
 
 
+async def test_a_transfer_landing_with_an_error_costs_only_its_fee(live_client, pool, chain, live_settings) -> None:
+    wallet = await live_wallet(pool, live_settings, chain)
+    chain.send_outcome = "fail"  # lands, fails, pays its fee
+
+    failed = await live_client.post(URL.format(wallet.address), json=body("1"), headers=wallet.headers)
+
+    assert failed.status_code == 502 and failed.json()["code"] == "WITHDRAWAL_FAILED"
+
+    async def ledger_rows() -> list[tuple[str, Decimal, Decimal | None]]:
+        rows = await pool.fetch(
+            "SELECT transaction_type::text AS kind, output_amount, network_fee_sol FROM agent_transactions"
+            " WHERE wallet_address = $1 AND transaction_type <> 'DEPOSIT' ORDER BY transaction_time",
+            wallet.address,
+        )
+        return [(r["kind"], r["output_amount"], r["network_fee_sol"]) for r in rows]
+
+    assert await ledger_rows() == []  # the fee is the settlement's to write
+    chain.send_outcome = "pending"
+    landing(chain)
+    # The next withdrawal settles the wallet first, which writes the fee, then sizes itself on what is left.
+    nxt = await live_client.post(URL.format(wallet.address), json=body("0.1"), headers=wallet.headers)
+    assert nxt.status_code == 201, nxt.text
+    fee_row, withdrawal = await ledger_rows()
+    assert fee_row == ("SWAP", 0, D("0.000005")) and withdrawal[0] == "WITHDRAWAL"
+    await assert_ledger_matches_chain(pool, chain, wallet.address)
+    await assert_audit_clean(pool)
+
+
 async def test_live_refusals(live_client, pool, chain, live_settings) -> None:
     wallet = await live_wallet(pool, live_settings, chain)
     sends = chain.calls["sendTransaction"]
