@@ -12,6 +12,8 @@
 5. **Closed trades add up**: a history row written by the trade path has the P/L of its position's ledger
    rows (SOL credited minus SOL debited, plus the cost basis withdrawals took out of it), to the 8-decimal
    rounding of ``total_invested_sol``.
+6. **Chain costs are in the ledger**: every live transaction that landed with an error has its fee row (live
+   settlement writes it within a pass; one still missing means settlement is stuck on it).
 """
 
 from __future__ import annotations
@@ -154,6 +156,18 @@ async def check_closed_trades(conn: asyncpg.Connection) -> list[Finding]:
     return findings
 
 
+async def check_live_fees(conn: asyncpg.Connection) -> list[Finding]:
+    return [
+        Finding(
+            "live-fee",
+            row["wallet_address"],
+            f"live swap {row['id']} landed with an error and paid {row['fee_lamports']} lamports "
+            "that are not in the ledger yet",
+        )
+        for row in await Q.audit_unrecorded_live_fees.fetch_all(conn)
+    ]
+
+
 async def run_audit(pool: asyncpg.Pool) -> list[Finding]:
     """Every finding of every check (empty = the ledger is consistent), all read from one snapshot so
     trades committing meanwhile cannot make balances and ledger rows disagree."""
@@ -162,4 +176,5 @@ async def run_audit(pool: asyncpg.Pool) -> list[Finding]:
         findings += await check_signal_executions(conn)
         findings += await check_positions(conn)
         findings += await check_closed_trades(conn)
+        findings += await check_live_fees(conn)
     return findings

@@ -236,3 +236,10 @@ LEFT JOIN agent_transactions t ON t.position_id = h.position_id
 WHERE h.position_id IS NOT NULL
 GROUP BY h.id
 ORDER BY h.id;
+
+-- name: audit_unrecorded_live_fees
+-- Live transactions that landed with an error and paid a fee the ledger does not have yet.
+SELECT id, wallet_address, fee_lamports, resolved_at
+FROM live_swaps
+WHERE status = 'failed' AND fee_lamports > 0 AND fee_recorded_at IS NULL
+ORDER BY created_at;
