@@ -43,6 +43,7 @@ from app.api.serialization import (
     error_responses,
     parse_uuid,
 )
+from app.auth.ratelimit import MANUAL_TRADES
 from app.config import Settings
 from app.db import Q
 from app.trading.ledger import fits_numeric
@@ -333,7 +334,7 @@ def _buy_params(body: TradeExecuteBody) -> dict[str, Any]:
 
 @post(
     "/api/v1/trades/execute",
-    dependencies={"principal": jwt_only()},
+    dependencies={"principal": jwt_only(rate_limit=MANUAL_TRADES)},
     summary="Buy a token for an agent now (executed by the worker)",
     description="Body: agentId, tokenAddress, optional walletAddress, tokenSymbol, signalId, positionSize (SOL). "
     "200 with the buy; 202 with a requestId when the worker takes longer than TRADE_REQUEST_WAIT_S.",
@@ -362,7 +363,7 @@ async def execute_trade(
 
 @post(
     "/api/v1/agent-positions/{agent_id:str}/{position_id:str}/close",
-    dependencies={"principal": jwt_only()},
+    dependencies={"principal": jwt_only(rate_limit=MANUAL_TRADES)},
     summary="Close an open position at the market (executed by the worker)",
     description="Body: optional reason 'manual' (default) or 'stop_loss'. 200 with the sale; 202 with a "
     "requestId when the worker takes longer than TRADE_REQUEST_WAIT_S; 409 if it is already closed.",

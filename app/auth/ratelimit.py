@@ -45,7 +45,10 @@ class RateLimit:
     limit: int
     window_s: float
     message: str
-    key: Literal["ip", "principal"] = "ip"  # "principal": the API key's id when a key calls, else the client IP
+    # "ip": the client IP; "principal": the API key's id when a key calls, else the client IP; "user": the
+    # authenticated user (any credential), else the client IP.
+    key: Literal["ip", "principal", "user"] = "ip"
+    per_path: bool = True  # False: one budget for every route using this limit, not one per request path
 
 
 # The reference's budgets (api.md §16).
@@ -57,6 +60,11 @@ WALLET_OPS = RateLimit("wallet_ops", 5, 60, "Too many wallet operations. Please 
 DATA_SOURCES = RateLimit("data_sources", 30, 60, "Too many requests. Please try again later.")
 SIGNAL_INGEST = RateLimit(
     "signal_ingest", 120, 60, "Rate limit exceeded. Maximum 120 requests per minute.", key="principal"
+)
+# Not in the reference (api.md §25.5 #21: trades and closes were unlimited): one budget per user for buying and
+# closing by hand, generous for a person or a script, a stop for a runaway loop queueing trades.
+MANUAL_TRADES = RateLimit(
+    "manual_trades", 60, 60, "Too many trade requests. Please try again later.", key="user", per_path=False
 )
 
 
@@ -115,9 +123,12 @@ async def enforce_rate_limit(connection: ASGIConnection, limit: RateLimit, princ
     """Count this request against ``limit``; raise the 429 envelope when the budget is spent."""
     if limit.key == "principal" and principal is not None and principal.api_key_id is not None:
         caller = f"key:{principal.api_key_id}"
+    elif limit.key == "user" and principal is not None:
+        caller = f"user:{principal.user_id}"
     else:
         caller = "ip:" + client_ip(connection, connection.app.state.settings.trusted_proxies)
-    retry_after = _limiter(connection).hit(limit, caller, connection.url.path)
+    path = connection.url.path if limit.per_path else "*"
+    retry_after = _limiter(connection).hit(limit, caller, path)
     if retry_after is not None:
         AUTH_EVENTS_TOTAL.labels(f"rate_limited_{limit.name}").inc()
         raise ApiError(

@@ -192,3 +192,27 @@ class _Conn:
 )
 def test_client_ip_trusts_exactly_the_configured_hops(trusted: int, forwarded: str | None, expected: str) -> None:
     assert client_ip(_Conn("9.9.9.9", forwarded), trusted) == expected  # type: ignore[arg-type]
+
+
+async def test_manual_trades_and_closes_share_one_budget_per_user(client: AsyncTestClient, ticks: Ticks) -> None:
+    """60 a minute per user across buying and closing (api.md §25.5 #21: the reference limited neither), counted
+    per user whatever the IP or path, and refused before the request is looked at."""
+    trader, other = await register(client), await register(client)
+    unknown_agent = "00000000-0000-4000-8000-000000000000"
+
+    def attempt(session: dict, i: int):
+        if i % 2:
+            url = f"/api/v1/agent-positions/{unknown_agent}/00000000-0000-4000-8000-{i:012d}/close"
+            return client.post(url, json={}, headers={**bearer(session["accessToken"]), **from_ip()})
+        body = {"agentId": unknown_agent, "tokenAddress": "So11111111111111111111111111111111111111112"}
+        return client.post("/api/v1/trades/execute", json=body, headers={**bearer(session["accessToken"]), **from_ip()})
+
+    statuses = [(await attempt(trader, i)).status_code for i in range(60)]
+    assert 429 not in statuses and set(statuses) <= {400, 404}
+    refused = await attempt(trader, 60)
+    assert refused.status_code == 429 and refused.json()["code"] == "RATE_LIMITED"
+    assert refused.headers["Retry-After"] == "60" and refused.json()["retryAfter"] == 60
+    assert (await attempt(other, 0)).status_code != 429  # another user's budget is untouched
+
+    ticks.now += 60.5  # the window slid past the first requests
+    assert (await attempt(trader, 1)).status_code != 429

@@ -20,7 +20,16 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.auth.ratelimit import DATA_SOURCES, LOGIN, REFRESH, REGISTER, SIGNAL_INGEST, WALLET_OPS, RateLimit
+from app.auth.ratelimit import (
+    DATA_SOURCES,
+    LOGIN,
+    MANUAL_TRADES,
+    REFRESH,
+    REGISTER,
+    SIGNAL_INGEST,
+    WALLET_OPS,
+    RateLimit,
+)
 from tests.auth.helpers import bearer, register
 from tests.factories import SOL_MINT, create_agent, deposit_sol
 
@@ -101,6 +110,9 @@ LIMITED: dict[tuple[str, str], RateLimit] = {
     ("POST", "/api/v1/wallets/{}/check-deposits"): WALLET_OPS,
     ("GET", "/api/v1/data-sources/status"): DATA_SOURCES,
     ("POST", "/api/v1/trading-signals"): SIGNAL_INGEST,
+    # Not in the reference (api.md §25.5 #21): manual trades and closes share one budget per user.
+    ("POST", "/api/v1/trades/execute"): MANUAL_TRADES,
+    ("POST", "/api/v1/agent-positions/{}/{}/close"): MANUAL_TRADES,
 }
 
 
