@@ -40,6 +40,7 @@ from app.metrics import AUTH_EVENTS_TOTAL
 __all__ = [
     "ACCESS_TTL",
     "API_KEY_PREFIX",
+    "IMPLIED_SCOPES",
     "JWT_ALGORITHM",
     "SCOPES",
     "Principal",
@@ -53,7 +54,13 @@ __all__ = [
     "scoped",
 ]
 
-SCOPES = frozenset({"signals", "agents", "positions", "balances", "transactions", "history", "full_access"})
+# The reference's scopes, plus ``signals:write`` (api.md §25.1 #6): a key that may only send signals, for webhook
+# senders whose key sits in a third party's configuration; it reads, edits and deletes nothing.
+SCOPES = frozenset(
+    {"signals", "signals:write", "agents", "positions", "balances", "transactions", "history", "full_access"}
+)
+# A scope that grants another: every ``signals`` key (the reference's) may also send signals.
+IMPLIED_SCOPES: dict[str, frozenset[str]] = {"signals": frozenset({"signals:write"})}
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -70,7 +77,9 @@ class Principal(msgspec.Struct, frozen=True):
         return self.api_key_id is not None
 
     def has_scope(self, scope: str) -> bool:
-        return self.api_key_id is None or scope in self.scopes or "full_access" in self.scopes
+        if self.api_key_id is None or scope in self.scopes or "full_access" in self.scopes:
+            return True
+        return any(scope in IMPLIED_SCOPES.get(held, ()) for held in self.scopes)
 
 
 def _unauthorized(message: str, code: str = "AUTHENTICATION_ERROR") -> ApiError:

@@ -195,8 +195,8 @@ async def _replay(conn: Any, principal: Principal, key: str, request_hash: str) 
 
 @post(
     "/api/v1/trading-signals",
-    dependencies={"principal": scoped("signals", rate_limit=SIGNAL_INGEST)},
-    summary="Ingest a trading signal (JWT or API key with the signals scope); processed asynchronously",
+    dependencies={"principal": scoped("signals:write", rate_limit=SIGNAL_INGEST)},
+    summary="Ingest a trading signal (JWT, or API key with the signals or the ingest-only signals:write scope)",
     description="Answers 201 as soon as the signal is stored. An identical signal (same token, type and "
     "strength) within 60 s is a 409 SIGNAL_DUPLICATE. With an Idempotency-Key header, a retry returns the "
     "original response; reusing a key with a different body is a 422. Limited to 120 requests per minute "

@@ -15,7 +15,7 @@ import pytest
 from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
-from app.api.auth import SCOPES, scoped
+from app.api.auth import IMPLIED_SCOPES, SCOPES, scoped
 from app.api.deps import PrincipalDep
 from app.auth.runtime import auth_runtime
 from tests.auth.helpers import bearer, register
@@ -94,7 +94,7 @@ async def test_list_is_newest_first_inside_items(client: AsyncTestClient, owner)
     ("body", "field"),
     [
         ({"name": "x", "scopes": ["admin"]}, "scopes"),
-        ({"name": "x", "scopes": ["signals", "signals:write"]}, "scopes"),
+        ({"name": "x", "scopes": ["signals", "signals:delete"]}, "scopes"),
         ({"name": "x", "scopes": []}, "scopes"),
         ({"name": "", "scopes": ["signals"]}, "name"),
         ({"name": "   ", "scopes": ["signals"]}, "name"),
@@ -136,7 +136,7 @@ async def test_other_users_keys_are_404_and_bad_ids_400(client: AsyncTestClient,
 @pytest.mark.parametrize("scope", ROUTE_SCOPES)
 async def test_each_scope_is_enforced(client: AsyncTestClient, owner, scope: str) -> None:
     holder = (await create_key(client, owner["accessToken"], [scope])).json()["key"]
-    others = [s for s in ROUTE_SCOPES if s != scope]
+    others = [s for s in ROUTE_SCOPES if s != scope and scope not in IMPLIED_SCOPES.get(s, ())]
     lacking = (await create_key(client, owner["accessToken"], others)).json()["key"]
 
     allowed = await client.get(f"/test-only/scoped/{scope}", headers={"X-API-Key": holder})
@@ -146,6 +146,33 @@ async def test_each_scope_is_enforced(client: AsyncTestClient, owner, scope: str
     denied = await client.get(f"/test-only/scoped/{scope}", headers={"X-API-Key": lacking})
     assert denied.status_code == 403
     assert denied.json()["error"] == f"API key missing required scope: {scope}"
+
+
+async def test_an_ingest_only_key_sends_signals_and_reads_nothing(client: AsyncTestClient, owner) -> None:
+    ingest = (await create_key(client, owner["accessToken"], ["signals:write"])).json()["key"]
+    reader = (await create_key(client, owner["accessToken"], ["signals"])).json()["key"]
+    signal = {
+        "tokenAddress": "So11111111111111111111111111111111111111112",
+        "signalType": "ingest",
+        "signalStrength": 3,
+    }
+
+    sent = await client.post("/api/v1/trading-signals", json=signal, headers={"X-API-Key": ingest})
+    assert sent.status_code == 201, sent.text
+    signal_id = sent.json()["id"]
+    for method, path in [
+        ("GET", "/api/v1/trading-signals"),
+        ("GET", f"/api/v1/trading-signals/{signal_id}"),
+        ("DELETE", f"/api/v1/trading-signals/{signal_id}"),
+        ("GET", "/api/v1/trading-signals/export"),
+        ("GET", "/api/v1/agents"),
+    ]:
+        refused = await client.request(method, path, headers={"X-API-Key": ingest})
+        assert refused.status_code == 403, (method, path, refused.text)
+    # The reference's `signals` scope keeps sending (it implies signals:write) and reading.
+    signal["signalType"] = "ingest-2"
+    assert (await client.post("/api/v1/trading-signals", json=signal, headers={"X-API-Key": reader})).status_code == 201
+    assert (await client.get(f"/api/v1/trading-signals/{signal_id}", headers={"X-API-Key": reader})).status_code == 200
 
 
 async def test_full_access_and_jwt_pass_every_scope(client: AsyncTestClient, owner) -> None:

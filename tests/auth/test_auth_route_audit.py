@@ -89,7 +89,8 @@ CATALOGUE: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/agent-historical-swaps/{}"): "key:history",
     ("PUT", "/api/v1/agent-historical-swaps/{}"): "jwt",
     ("DELETE", "/api/v1/agent-historical-swaps/{}"): "jwt",
-    ("POST", "/api/v1/trading-signals"): "key:signals",
+    # Deliberate: ingestion needs `signals:write`, which every `signals` key (the reference's scope) also holds.
+    ("POST", "/api/v1/trading-signals"): "key:signals:write",
     ("GET", "/api/v1/trading-signals"): "key:signals",
     ("GET", "/api/v1/trading-signals/export"): "key:signals",
     ("GET", "/api/v1/trading-signals/{}"): "key:signals",
