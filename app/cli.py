@@ -1,4 +1,4 @@
-"""``nexgent`` command line: serve, worker, up, migrate."""
+"""``nexgent`` command line: up, serve, worker, migrate, audit, unlock."""
 
 from __future__ import annotations
 
@@ -149,7 +149,42 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
-COMMANDS = {"migrate": cmd_migrate, "serve": cmd_serve, "worker": cmd_worker, "up": cmd_up, "audit": cmd_audit}
+def cmd_unlock(settings: Settings, args: argparse.Namespace) -> int:
+    """Lift a login lockout now (the owner of a locked admin account, or a user an attacker keeps locked)."""
+    import asyncio
+
+    import asyncpg
+
+    from app.auth.accounts import email_digest, normalise_email
+    from app.db import Q
+
+    email = normalise_email(args.email)
+
+    async def unlock() -> tuple[bool, bool]:
+        conn = await asyncpg.connect(_database_url(settings))
+        try:
+            row = await Q.auth_operator_unlock.fetch_one(conn, email, email_digest(email))
+        finally:
+            await conn.close()
+        assert row is not None
+        return row["account"], row["throttle"]
+
+    account, throttle = asyncio.run(unlock())
+    if not account and not throttle:
+        print(f"unlock: no account and no failed logins for {email}")
+        return 1
+    print(f"unlock: {email}: failed logins cleared, lockout lifted" + ("" if account else " (no such account)"))
+    return 0
+
+
+COMMANDS = {
+    "migrate": cmd_migrate,
+    "serve": cmd_serve,
+    "worker": cmd_worker,
+    "up": cmd_up,
+    "audit": cmd_audit,
+    "unlock": cmd_unlock,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the HTTP API")
     sub.add_parser("worker", help="run the trading worker")
     sub.add_parser("audit", help="check the ledger invariants (exit 1 when anything is inconsistent)")
+    unlock = sub.add_parser("unlock", help="lift the login lockout of an e-mail address (operator override)")
+    unlock.add_argument("email")
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.add_argument("--rollback", type=int, metavar="N", help="roll back the newest N migrations (0 = all)")
     return parser

@@ -149,3 +149,12 @@ LIMIT 8;
 SELECT k.id, k.user_id, k.key_hash, k.scopes, u.email
 FROM api_keys k JOIN users u ON u.id = k.user_id
 WHERE k.id = $1 AND k.key_hash = $2;
+
+-- name: auth_operator_unlock
+-- `nexgent unlock EMAIL`: $1 normalised e-mail, $2 its SHA-256. Clears the account's lockout and the throttle row
+-- an unknown address would have; returns whether either existed.
+WITH account AS (
+    UPDATE users SET failed_login_attempts = 0, locked_until = NULL WHERE email = $1 RETURNING id),
+throttle AS (
+    DELETE FROM login_throttle WHERE email_sha256 = $2 RETURNING 1)
+SELECT (SELECT count(*) FROM account) > 0 AS account, (SELECT count(*) FROM throttle) > 0 AS throttle;

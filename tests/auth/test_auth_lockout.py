@@ -4,6 +4,8 @@ an expired lock starts a fresh count, unknown e-mails lock identically, and the 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +14,7 @@ from litestar.testing import AsyncTestClient
 
 from app.auth.runtime import auth_runtime, utcnow
 from tests.auth.helpers import hash_ops, login, new_email, register
+from tests.dbutil import PROJECT_ROOT
 from tests.in_loop import InLoopClient
 
 WRONG = "Wrong-Password-1"
@@ -136,3 +139,34 @@ async def test_concurrent_failures_are_all_counted(in_loop_client: InLoopClient,
     assert row["failed_login_attempts"] == 5
     assert row["locked_until"] is not None
     assert (await login(in_loop_client, email)).status_code == 423
+
+
+async def _unlock(database_url: str, email: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "unlock", email, cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None, err
+    return proc.returncode, out.decode()
+
+
+async def test_an_operator_lifts_a_lockout_with_nexgent_unlock(client: AsyncTestClient, pool, database_url) -> None:
+    email, unknown = new_email(), new_email()
+    await register(client, email=email)
+    assert await fail(client, email, 5) == [401] * 5
+    assert (await login(client, email)).status_code == 423
+    assert await fail(client, unknown, 5) == [401] * 5
+
+    code, out = await _unlock(database_url, f"  {email.upper()} ")  # the same normalisation as login
+    assert code == 0 and "lockout lifted" in out
+    assert tuple(await counters(pool, email)) == (0, None)
+    assert (await login(client, email)).status_code == 200
+
+    code, out = await _unlock(database_url, unknown)  # an address with no account: its throttle row goes
+    assert code == 0 and "no such account" in out
+    assert (await login(client, unknown, WRONG)).status_code == 401  # counting from zero again, not 423
+
+    code, out = await _unlock(database_url, new_email())
+    assert code == 1 and "no account and no failed logins" in out
