@@ -4,7 +4,7 @@ can never manage keys. The raw key is returned once, at creation; only its SHA-2
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -16,6 +16,7 @@ from app.api.auth import SCOPES, jwt_only
 from app.api.auth_routes import field_error
 from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
+from app.api.serialization import parse_datetime
 from app.auth.accounts import iso
 from app.auth.keys import generate_api_key
 from app.auth.runtime import auth_runtime
@@ -25,9 +26,10 @@ NAME_MAX_LENGTH = 100
 JWT = {"principal": jwt_only()}
 
 
-class CreateApiKeyBody(msgspec.Struct):
+class CreateApiKeyBody(msgspec.Struct, rename="camel"):
     name: str
     scopes: list[str]
+    expires_at: str | None = None  # ISO-8601; absent = never (the reference's keys never expire)
 
 
 class ApiKeyRow(msgspec.Struct, frozen=True):
@@ -36,6 +38,7 @@ class ApiKeyRow(msgspec.Struct, frozen=True):
     key_prefix: str
     scopes: list[str]
     created_at: datetime
+    expires_at: datetime | None
 
 
 def _key_json(row: ApiKeyRow) -> dict[str, Any]:
@@ -45,6 +48,7 @@ def _key_json(row: ApiKeyRow) -> dict[str, Any]:
         "prefix": row.key_prefix,
         "scopes": row.scopes,
         "createdAt": iso(row.created_at),
+        "expiresAt": None if row.expires_at is None else iso(row.expires_at),
     }
 
 
@@ -56,6 +60,13 @@ def _checked_scopes(scopes: list[str]) -> list[str]:
         allowed = ", ".join(sorted(SCOPES))
         raise field_error("scopes", f"Unknown scope: {', '.join(unknown)} (allowed: {allowed})")
     return list(dict.fromkeys(scopes))  # duplicates collapse, order kept
+
+
+def _checked_expiry(value: str | None) -> datetime | None:
+    expires_at = parse_datetime(value, "expiresAt")
+    if expires_at is not None and expires_at <= datetime.now(UTC):
+        raise field_error("expiresAt", "expiresAt must be in the future")
+    return expires_at
 
 
 def _checked_name(name: str) -> str:
@@ -79,8 +90,11 @@ def _not_found() -> ApiError:
 @post("/api/v1/api-keys", dependencies=JWT, tags=["api-keys"])
 async def create_api_key(data: JSONBody[CreateApiKeyBody], principal: PrincipalDep, pool: PoolDep) -> Response[Any]:
     name, scopes = _checked_name(data.name), _checked_scopes(data.scopes)
+    expires_at = _checked_expiry(data.expires_at)
     raw_key, key_hash, prefix = generate_api_key()
-    row = await Q.auth_insert_api_key.fetch_one(pool, principal.user_id, name, key_hash, prefix, scopes, into=ApiKeyRow)
+    row = await Q.auth_insert_api_key.fetch_one(
+        pool, principal.user_id, name, key_hash, prefix, scopes, expires_at, into=ApiKeyRow
+    )
     assert row is not None
     return Response({**_key_json(row), "key": raw_key}, status_code=201)
 

@@ -29,6 +29,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime
 
 import asyncpg
 import bcrypt
@@ -51,6 +52,7 @@ class ApiKeyRow(msgspec.Struct, frozen=True):
     key_hash: str
     scopes: list[str]
     email: str
+    expires_at: datetime | None = None  # checked by the caller on every use, cached or not
 
 
 def looks_like_api_key(value: str) -> bool:

@@ -9,6 +9,7 @@ import hashlib
 import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import bcrypt
 import pytest
@@ -66,7 +67,8 @@ async def test_create_returns_the_key_once_and_stores_only_its_sha256(client: As
     response = await create_key(client, owner["accessToken"], ["signals", "agents"], name="  Signal engine  ")
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "name", "key", "prefix", "scopes", "createdAt"}
+    assert set(body) == {"id", "name", "key", "prefix", "scopes", "createdAt", "expiresAt"}
+    assert body["expiresAt"] is None  # the reference's keys never expire, and neither do keys created without one
     assert KEY_FORMAT.match(body["key"])
     assert body["prefix"] == body["key"][:8]
     assert body["name"] == "Signal engine"
@@ -79,6 +81,40 @@ async def test_create_returns_the_key_once_and_stores_only_its_sha256(client: As
     fetched = await client.get(f"/api/v1/api-keys/{body['id']}", headers=bearer(owner["accessToken"]))
     assert fetched.status_code == 200
     assert fetched.json() == {k: v for k, v in body.items() if k != "key"}
+
+
+async def test_a_key_with_an_expiry_works_until_then_and_is_refused_after(client: AsyncTestClient, pool, owner) -> None:
+    access = owner["accessToken"]
+    for bad, message in [("2001-01-01T00:00:00Z", "in the future"), ("next tuesday", "ISO-8601")]:
+        refused = await client.post(
+            "/api/v1/api-keys", json={"name": "x", "scopes": ["agents"], "expiresAt": bad}, headers=bearer(access)
+        )
+        assert refused.status_code == 400 and message in refused.text, refused.text
+
+    in_an_hour = datetime.now(UTC) + timedelta(hours=1)
+    created = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "expiring", "scopes": ["agents"], "expiresAt": in_an_hour.isoformat()},
+        headers=bearer(access),
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert ISO_MS.match(body["expiresAt"])
+    assert abs(datetime.fromisoformat(body["expiresAt"].replace("Z", "+00:00")) - in_an_hour) < timedelta(seconds=1)
+    listed = await client.get("/api/v1/api-keys", headers=bearer(access))
+    assert [item["expiresAt"] for item in listed.json()["items"] if item["id"] == body["id"]] == [body["expiresAt"]]
+    assert (await client.get("/test-only/scoped/agents", headers={"X-API-Key": body["key"]})).status_code == 200
+
+    # Its time comes (moved by hand here): refused, whether the key was cached or not.
+    await pool.execute("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1::uuid", body["id"])
+    deadline = time.monotonic() + 2
+    while True:
+        answer = await client.get("/test-only/scoped/agents", headers={"X-API-Key": body["key"]})
+        if answer.status_code != 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    assert answer.status_code == 401
+    assert (answer.json()["error"], answer.json()["code"]) == ("API key expired", "API_KEY_EXPIRED")
 
 
 async def test_list_is_newest_first_inside_items(client: AsyncTestClient, owner) -> None:
