@@ -120,14 +120,15 @@ SELECT (SELECT count(*) FROM a) AS access_tokens, (SELECT count(*) FROM s) AS se
 -- name: auth_insert_api_key
 -- $1 user id, $2 name, $3 key hash, $4 display prefix, $5 scopes, $6 expiry (NULL = never).
 INSERT INTO api_keys (user_id, name, key_hash, key_prefix, scopes, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING id, name, key_prefix, scopes, created_at, expires_at;
+RETURNING id, name, key_prefix, scopes, created_at, expires_at, last_used_at;
 
 -- name: auth_list_api_keys
-SELECT id, name, key_prefix, scopes, created_at, expires_at FROM api_keys WHERE user_id = $1
+SELECT id, name, key_prefix, scopes, created_at, expires_at, last_used_at FROM api_keys WHERE user_id = $1
 ORDER BY created_at DESC, id;
 
 -- name: auth_get_api_key
-SELECT id, name, key_prefix, scopes, created_at, expires_at FROM api_keys WHERE id = $1 AND user_id = $2;
+SELECT id, name, key_prefix, scopes, created_at, expires_at, last_used_at FROM api_keys
+WHERE id = $1 AND user_id = $2;
 
 -- name: auth_delete_api_key
 DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING id;
@@ -159,3 +160,8 @@ WITH account AS (
 throttle AS (
     DELETE FROM login_throttle WHERE email_sha256 = $2 RETURNING 1)
 SELECT (SELECT count(*) FROM account) > 0 AS account, (SELECT count(*) FROM throttle) > 0 AS throttle;
+
+-- name: auth_touch_api_key
+-- At most once a minute per key (the caller also throttles per process); does not notify (migration 0073).
+UPDATE api_keys SET last_used_at = now()
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');

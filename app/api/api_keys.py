@@ -39,6 +39,7 @@ class ApiKeyRow(msgspec.Struct, frozen=True):
     scopes: list[str]
     created_at: datetime
     expires_at: datetime | None
+    last_used_at: datetime | None
 
 
 def _key_json(row: ApiKeyRow) -> dict[str, Any]:
@@ -49,6 +50,8 @@ def _key_json(row: ApiKeyRow) -> dict[str, Any]:
         "scopes": row.scopes,
         "createdAt": iso(row.created_at),
         "expiresAt": None if row.expires_at is None else iso(row.expires_at),
+        # Within a minute: uses are recorded at most once a minute per key and API process.
+        "lastUsedAt": None if row.last_used_at is None else iso(row.last_used_at),
     }
 
 

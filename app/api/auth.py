@@ -119,6 +119,7 @@ async def principal_from_api_key(state: State, raw_key: str, scope: str | None) 
     if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
         AUTH_EVENTS_TOTAL.labels("api_key_expired").inc()
         raise _unauthorized("API key expired", "API_KEY_EXPIRED")
+    auth_runtime(state).api_keys.note_use(state.pool, row.id)
     principal = Principal(user_id=row.user_id, email=row.email, api_key_id=row.id, scopes=frozenset(row.scopes))
     if scope is not None and not principal.has_scope(scope):
         raise ApiError(403, f"API key missing required scope: {scope}", "AUTHORIZATION_ERROR")

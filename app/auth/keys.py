@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import math
 import secrets
 import time
 import uuid
@@ -38,7 +40,11 @@ import msgspec
 from app.db import Q
 from app.metrics import AUTH_EVENTS_TOTAL
 
+log = logging.getLogger(__name__)
+
 API_KEY_PREFIX = "nex_"
+# ``api_keys.last_used_at`` is written at most this often per key and process (and per key in the database).
+TOUCH_INTERVAL_S = 60.0
 KEY_RANDOM_BYTES = 24  # base64url of 24 bytes = 32 characters, no padding
 DISPLAY_PREFIX_LENGTH = 8  # "nex_" + 4 characters, what the reference writes to key_prefix
 # Imported rows may hold a longer display prefix (the seed documentation says "first 12 chars").
@@ -148,6 +154,10 @@ class ApiKeyVerifier:
         # read returns, would otherwise be outlived by the entry stored afterwards.
         self._generation = 0
         self.bcrypt_checks = 0
+        self._clock = clock
+        self._max_entries = max_entries
+        self._touched: dict[uuid.UUID, float] = {}
+        self._touching: set[asyncio.Task[None]] = set()
         self.cache_hits = 0
 
     @property
@@ -170,6 +180,26 @@ class ApiKeyVerifier:
         if row is not None and self._live and generation == self._generation:
             self._verified.put(key_sha, row)
         return row
+
+    def note_use(self, pool: asyncpg.Pool, key_id: uuid.UUID) -> None:
+        """Record a use in ``last_used_at`` in the background, at most once per :data:`TOUCH_INTERVAL_S` per key in
+        this process: a request never waits for it, and a lost write only loses a timestamp. The write does not
+        evict the key from any cache (migration 0073's trigger ignores that column)."""
+        now = self._clock()
+        if now - self._touched.get(key_id, -math.inf) < TOUCH_INTERVAL_S:
+            return
+        if len(self._touched) >= self._max_entries:
+            self._touched.clear()
+        self._touched[key_id] = now
+        task = asyncio.create_task(self._touch(pool, key_id))
+        self._touching.add(task)
+        task.add_done_callback(self._touching.discard)
+
+    async def _touch(self, pool: asyncpg.Pool, key_id: uuid.UUID) -> None:
+        try:
+            await Q.auth_touch_api_key.execute(pool, key_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.info("api key last_used_at not recorded", extra={"fields": {"error": str(exc)}})
 
     # --- what the revocation listener and the deleting handler call -----------------------------------
 

@@ -67,7 +67,7 @@ async def test_create_returns_the_key_once_and_stores_only_its_sha256(client: As
     response = await create_key(client, owner["accessToken"], ["signals", "agents"], name="  Signal engine  ")
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "name", "key", "prefix", "scopes", "createdAt", "expiresAt"}
+    assert set(body) == {"id", "name", "key", "prefix", "scopes", "createdAt", "expiresAt", "lastUsedAt"}
     assert body["expiresAt"] is None  # the reference's keys never expire, and neither do keys created without one
     assert KEY_FORMAT.match(body["key"])
     assert body["prefix"] == body["key"][:8]
@@ -329,3 +329,48 @@ async def test_concurrent_first_uses_of_an_imported_key_share_one_bcrypt(
     )
     assert [r.status_code for r in responses] == [200] * 5
     assert verifier.bcrypt_checks == checks + 1
+
+
+async def test_last_use_is_recorded_at_most_once_a_minute_without_evicting_the_key(
+    probed_in_loop_client: InLoopClient, pool
+) -> None:
+    http = probed_in_loop_client
+    owner = await register(http)
+    created = await create_key(http, owner["accessToken"], ["agents"])
+    key, key_id = created.json()["key"], created.json()["id"]
+    assert created.json()["lastUsedAt"] is None
+    verifier = auth_runtime(http.app.state).api_keys
+    listener = http.app.state.revocations
+    assert await _eventually(lambda: verifier.live)
+
+    notices = listener.notices
+    assert (await http.get("/test-only/scoped/agents", headers={"X-API-Key": key})).status_code == 200
+
+    async def recorded():
+        return await pool.fetchval("SELECT last_used_at FROM api_keys WHERE id = $1::uuid", key_id)
+
+    first = None
+    for _ in range(100):
+        if (first := await recorded()) is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert first is not None, "the use was never recorded"
+    shown = (await http.get(f"/api/v1/api-keys/{key_id}", headers=bearer(owner["accessToken"]))).json()["lastUsedAt"]
+    assert ISO_MS.match(shown)
+
+    hits = verifier.cache_hits
+    for _ in range(3):
+        assert (await http.get("/test-only/scoped/agents", headers={"X-API-Key": key})).status_code == 200
+    await asyncio.sleep(0.2)
+    assert verifier.cache_hits == hits + 3  # the timestamp write evicted nothing
+    assert listener.notices == notices  # and sent no revocation notice
+    assert await recorded() == first  # once a minute, not once a request
+
+
+async def _eventually(condition, within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
