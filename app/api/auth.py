@@ -32,7 +32,7 @@ from litestar.di import NamedDependency, Provide
 
 from app.api.errors import ApiError
 from app.auth.keys import API_KEY_PREFIX, hash_api_key, looks_like_api_key
-from app.auth.ratelimit import RateLimit, enforce_rate_limit
+from app.auth.ratelimit import RateLimit, enforce_rate_limit, guard_credentials
 from app.auth.runtime import auth_runtime
 from app.auth.tokens import ACCESS_TTL, JWT_ALGORITHM, TokenError, issue_access_token, read_token
 from app.metrics import AUTH_EVENTS_TOTAL
@@ -82,8 +82,12 @@ class Principal(msgspec.Struct, frozen=True):
         return any(scope in IMPLIED_SCOPES.get(held, ()) for held in self.scopes)
 
 
-def _unauthorized(message: str, code: str = "AUTHENTICATION_ERROR") -> ApiError:
-    return ApiError(401, message, code, headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(message: str, code: str = "AUTHENTICATION_ERROR", *, guess: bool = False) -> ApiError:
+    """``guess``: a credential that failed verification outright (counted by ``INVALID_CREDENTIALS``), unlike an
+    expired, revoked or missing one."""
+    error = ApiError(401, message, code, headers={"WWW-Authenticate": "Bearer"})
+    error.invalid_credential = guess  # type: ignore[attr-defined]
+    return error
 
 
 _ACCESS_TOKEN_ERRORS = {"expired": "Token expired", "invalid": "Invalid token", "type": "Invalid token type"}
@@ -94,7 +98,7 @@ def decode_token(secret: str, token: str, expected_type: str) -> dict[str, Any]:
     try:
         return read_token(secret, token, expected_type)  # type: ignore[arg-type]
     except TokenError as exc:
-        raise _unauthorized(_ACCESS_TOKEN_ERRORS[exc.reason]) from None
+        raise _unauthorized(_ACCESS_TOKEN_ERRORS[exc.reason], guess=exc.reason != "expired") from None
 
 
 async def principal_from_access_token(state: State, token: str) -> Principal:
@@ -115,7 +119,7 @@ async def principal_from_api_key(state: State, raw_key: str, scope: str | None) 
     row = await auth_runtime(state).api_keys.verify(state.pool, raw_key)
     if row is None:
         AUTH_EVENTS_TOTAL.labels("api_key_refused").inc()
-        raise _unauthorized("Invalid API key")
+        raise _unauthorized("Invalid API key", guess=True)
     if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
         AUTH_EVENTS_TOTAL.labels("api_key_expired").inc()
         raise _unauthorized("API key expired", "API_KEY_EXPIRED")
@@ -144,7 +148,8 @@ def bearer_token(request: Request, missing_message: str) -> str:
 
 def jwt_only(rate_limit: RateLimit | None = None) -> Provide:
     async def provide(request: Request, state: State, pool: NamedDependency[asyncpg.Pool]) -> Principal:
-        principal = await principal_from_access_token(state, bearer_token(request, "Authorization header required"))
+        token = bearer_token(request, "Authorization header required")
+        principal = await guard_credentials(request, lambda: principal_from_access_token(state, token))
         if rate_limit is not None:
             await enforce_rate_limit(request, rate_limit, principal)
         return principal
@@ -165,12 +170,15 @@ def scoped(scope: str, rate_limit: RateLimit | None = None) -> Provide:
 
     async def authenticate(request: Request, state: State) -> Principal:
         api_key = request.headers.get("x-api-key")
-        if api_key and looks_like_api_key(api_key):
-            return await principal_from_api_key(state, api_key, scope)
-        token = bearer_token(request, "Authorization required")
-        if looks_like_api_key(token):
-            return await principal_from_api_key(state, token, scope)
-        return await principal_from_access_token(state, token)
+        if not (api_key and looks_like_api_key(api_key)):
+            api_key = None
+            token = bearer_token(request, "Authorization required")
+            if looks_like_api_key(token):
+                api_key = token
+        if api_key is not None:
+            key = api_key
+            return await guard_credentials(request, lambda: principal_from_api_key(state, key, scope))
+        return await guard_credentials(request, lambda: principal_from_access_token(state, token))
 
     async def provide(request: Request, state: State, pool: NamedDependency[asyncpg.Pool]) -> Principal:
         principal = await authenticate(request, state)

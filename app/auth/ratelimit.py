@@ -25,15 +25,17 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from app.api.errors import ApiError
 from app.metrics import AUTH_EVENTS_TOTAL
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from app.api.auth import Principal
@@ -66,6 +68,13 @@ SIGNAL_INGEST = RateLimit(
 MANUAL_TRADES = RateLimit(
     "manual_trades", 60, 60, "Too many trade requests. Please try again later.", key="user", per_path=False
 )
+# Not in the reference (api.md §25.5): credentials that fail verification (a bad signature, an unknown API key),
+# per client IP across every route. Past the budget, any request presenting a credential from that IP is refused
+# before it is verified, so a flood of guesses costs no database lookups. Expired, revoked and missing
+# credentials do not count: a stale client polling with them is not guessing.
+INVALID_CREDENTIALS = RateLimit(
+    "invalid_credentials", 30, 60, "Too many invalid credentials. Please try again later.", per_path=False
+)
 
 
 @dataclass
@@ -75,6 +84,17 @@ class SlidingWindowLimiter:
     _hits: dict[tuple[str, str, str], deque[float]] = field(default_factory=dict)
     _windows: dict[str, float] = field(default_factory=dict)
     _calls: int = 0
+
+    def waiting(self, limit: RateLimit, caller: str, path: str) -> int | None:
+        """Like :meth:`hit` without recording anything: None when one more would fit, else the seconds to wait."""
+        bucket = self._hits.get((limit.name, caller, path))
+        if not bucket:
+            return None
+        horizon = self.clock() - limit.window_s
+        recent = [t for t in bucket if t > horizon]
+        if len(recent) < limit.limit:
+            return None
+        return max(1, math.ceil(recent[0] - horizon))
 
     def hit(self, limit: RateLimit, caller: str, path: str) -> int | None:
         """Record one request; None when allowed, else the whole seconds to wait before the next one fits."""
@@ -119,6 +139,23 @@ def _limiter(connection: ASGIConnection) -> SlidingWindowLimiter:
     return auth_runtime(connection.app.state).limiter
 
 
+def rate_limited(limit: RateLimit, retry_after: int) -> ApiError:
+    """The 429 envelope every limit answers with."""
+    AUTH_EVENTS_TOTAL.labels(f"rate_limited_{limit.name}").inc()
+    return ApiError(
+        429,
+        limit.message,
+        "RATE_LIMITED",
+        headers={
+            "Retry-After": str(retry_after),
+            "RateLimit-Limit": str(limit.limit),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(retry_after),
+        },
+        retryAfter=retry_after,
+    )
+
+
 async def enforce_rate_limit(connection: ASGIConnection, limit: RateLimit, principal: Principal | None = None) -> None:
     """Count this request against ``limit``; raise the 429 envelope when the budget is spent."""
     if limit.key == "principal" and principal is not None and principal.api_key_id is not None:
@@ -130,19 +167,7 @@ async def enforce_rate_limit(connection: ASGIConnection, limit: RateLimit, princ
     path = connection.url.path if limit.per_path else "*"
     retry_after = _limiter(connection).hit(limit, caller, path)
     if retry_after is not None:
-        AUTH_EVENTS_TOTAL.labels(f"rate_limited_{limit.name}").inc()
-        raise ApiError(
-            429,
-            limit.message,
-            "RATE_LIMITED",
-            headers={
-                "Retry-After": str(retry_after),
-                "RateLimit-Limit": str(limit.limit),
-                "RateLimit-Remaining": "0",
-                "RateLimit-Reset": str(retry_after),
-            },
-            retryAfter=retry_after,
-        )
+        raise rate_limited(limit, retry_after)
 
 
 def rate_limit_guard(limit: RateLimit) -> Callable[[ASGIConnection, BaseRouteHandler], object]:
@@ -153,3 +178,19 @@ def rate_limit_guard(limit: RateLimit) -> Callable[[ASGIConnection, BaseRouteHan
 
     guard.rate_limit = limit  # type: ignore[attr-defined]  # lets tests audit which routes are limited
     return guard
+
+
+async def guard_credentials(connection: ASGIConnection, verify: Callable[[], Awaitable[T]]) -> T:
+    """Run ``verify`` (a credential check) unless this client IP spent its :data:`INVALID_CREDENTIALS` budget;
+    count it when it fails as a guess (an :class:`ApiError` marked ``invalid_credential``)."""
+    limiter = _limiter(connection)
+    caller = "ip:" + client_ip(connection, connection.app.state.settings.trusted_proxies)
+    retry_after = limiter.waiting(INVALID_CREDENTIALS, caller, "*")
+    if retry_after is not None:
+        raise rate_limited(INVALID_CREDENTIALS, retry_after)
+    try:
+        return await verify()
+    except ApiError as exc:
+        if getattr(exc, "invalid_credential", False):
+            limiter.hit(INVALID_CREDENTIALS, caller, "*")
+        raise

@@ -3,14 +3,17 @@ principal-keyed variant other routes use (per API key, per IP for JWT callers), 
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from litestar import get, post
 from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
 
-from app.api.auth import jwt_only, scoped
+from app.api.auth import issue_access_token, jwt_only, scoped
 from app.api.deps import PrincipalDep
 from app.auth.ratelimit import LOGIN, RateLimit, SlidingWindowLimiter, client_ip, rate_limit_guard
 from app.auth.runtime import auth_runtime
@@ -216,3 +219,36 @@ async def test_manual_trades_and_closes_share_one_budget_per_user(client: AsyncT
 
     ticks.now += 60.5  # the window slid past the first requests
     assert (await attempt(trader, 1)).status_code != 429
+
+
+async def test_a_flood_of_invalid_credentials_is_cut_off_per_ip(
+    client: AsyncTestClient, ticks: Ticks, settings
+) -> None:
+    """30 credentials failing verification a minute per client IP (api.md §25.5); past that, any credential from
+    that IP is refused before it is verified. Expired and missing credentials are not guesses and never count."""
+    session = await register(client)
+    good = bearer(session["accessToken"])
+    guesser, neighbour, stale_client = from_ip(), from_ip(), from_ip()
+
+    forged = {"Authorization": f"Bearer {session['accessToken']}x", **guesser}  # a bad signature counts
+    assert (await client.get("/api/v1/auth/me", headers=forged)).status_code == 401
+    for _ in range(29):  # and so does an unknown API key
+        guess = {"X-API-Key": f"nex_{secrets.token_urlsafe(24)}", **guesser}
+        assert (await client.get("/api/v1/agents", headers=guess)).status_code == 401
+    cut_off = await client.get("/api/v1/auth/me", headers={**good, **guesser})  # even a valid token, from there
+    assert cut_off.status_code == 429 and cut_off.json()["code"] == "RATE_LIMITED"
+    assert int(cut_off.headers["Retry-After"]) >= 1
+    assert (await client.get("/api/v1/auth/me", headers={**good, **neighbour})).status_code == 200
+
+    expired = issue_access_token(
+        settings.jwt_secret, uuid.UUID(session["user"]["id"]), session["user"]["email"],
+        now=datetime.now(UTC) - timedelta(hours=1),
+    )  # fmt: skip
+    for _ in range(40):
+        stale = await client.get("/api/v1/auth/me", headers={**bearer(expired), **stale_client})
+        assert stale.status_code == 401 and stale.json()["error"] == "Token expired"
+        assert (await client.get("/api/v1/auth/me", headers=stale_client)).status_code == 401  # no credential
+    assert (await client.get("/api/v1/auth/me", headers={**good, **stale_client})).status_code == 200
+
+    ticks.now += 61  # the guesses left the window
+    assert (await client.get("/api/v1/auth/me", headers={**good, **guesser})).status_code == 200
