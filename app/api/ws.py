@@ -52,6 +52,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from app.api.auth import Principal, principal_from_access_token
 from app.api.errors import ApiError
+from app.auth.ratelimit import guard_credentials
 from app.config import Settings
 from app.db import Q
 from app.events import CHANNEL
@@ -490,9 +491,9 @@ async def ws_endpoint(socket: WebSocket) -> None:
         await _refuse(socket, 403, "Origin not allowed")
         return
     try:
-        principal = await principal_from_access_token(state, token)
+        principal = await guard_credentials(socket, lambda: principal_from_access_token(state, token))
     except ApiError as exc:
-        await _refuse(socket, 401, exc.error)
+        await _refuse(socket, 429 if exc.status == 429 else 401, exc.error)
         return
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         await _refuse(socket, 503, "Service unavailable")

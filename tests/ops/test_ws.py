@@ -18,6 +18,8 @@ from litestar.testing import AsyncTestClient
 
 from app.api.app import create_app
 from app.api.auth import ACCESS_TTL, issue_access_token
+from app.auth.ratelimit import INVALID_CREDENTIALS
+from app.auth.runtime import auth_runtime
 from app.auth.tokens import issue_refresh_token
 from app.events import publish
 from tests.factories import create_agent, create_user
@@ -361,3 +363,24 @@ async def test_revoked_token_is_refused_and_revocation_closes_an_open_socket(
                 if ws.receive_json(timeout=5)["type"] == "ping":
                     ws.send_json({"type": "pong"})
         assert (caught.value.code, caught.value.detail) == (4401, "Token has been revoked")
+
+
+async def test_a_flood_of_forged_tokens_is_cut_off_before_verification(client, settings, owner) -> None:
+    """The handshake shares the per-IP invalid-credential budget of the HTTP routes (app.auth.ratelimit)."""
+    user_id, agent_id, _ = owner
+    limiter = auth_runtime(client.app.state).limiter
+    limiter.reset()
+    try:
+        for _ in range(INVALID_CREDENTIALS.limit):
+            with pytest.raises(WebSocketDisconnect) as caught:
+                with await client.websocket_connect(f"/ws?token=not-a-jwt&agentId={agent_id}"):
+                    pass
+            assert caught.value.code == 4401
+        with pytest.raises(WebSocketDisconnect) as caught:
+            with await client.websocket_connect(f"/ws?token={token_for(settings, user_id)}&agentId={agent_id}"):
+                pass
+        assert (caught.value.code, caught.value.detail) == (4429, INVALID_CREDENTIALS.message)
+    finally:
+        limiter.reset()  # the rest of the module connects from the same test client address
+    with await client.websocket_connect(f"/ws?token={token_for(settings, user_id)}&agentId={agent_id}") as ws:
+        receive(ws, "connected")
