@@ -62,7 +62,10 @@ _ERROR_TEXT = {
 
 
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI ``responses=`` entries for the error statuses a route can answer."""
+    """OpenAPI ``responses=`` entries for the error statuses a route can answer. A route that authenticates (401)
+    can also answer 429: the per-IP invalid-credential limit (app.auth.ratelimit) covers every such route."""
+    if 401 in statuses and 429 not in statuses:
+        statuses = (*statuses, 429)
     return {
         status: ResponseSpec(data_container=ErrorBody, description=_ERROR_TEXT.get(status, "Error"))
         for status in statuses
