@@ -19,26 +19,32 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import asyncpg
 
+from app.auth.ttl_cache import TtlLruCache
 from app.db import Q
 
 CHANNEL = "access_token_revoked"
+
+
+class _NotRevoked(NamedTuple):
+    session_id: uuid.UUID | None  # the session the token was checked with (None: minted without one)
+
+
+def _session_of(seen: _NotRevoked) -> uuid.UUID | None:
+    return seen.session_id
 
 
 class AccessTokenCache:
     def __init__(
         self, ttl_s: float = 60.0, *, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self.clock = clock
-        # jti -> (session id, expiry on ``clock``): tokens found not revoked, oldest first.
-        self._good: OrderedDict[uuid.UUID, tuple[uuid.UUID | None, float]] = OrderedDict()
-        self._tokens_of_session: dict[uuid.UUID, set[uuid.UUID]] = {}
+        # jti -> the session it was found not revoked with, grouped by session so that a session's revocation
+        # evicts all its tokens.
+        self._good: TtlLruCache[uuid.UUID, _NotRevoked, uuid.UUID] = TtlLruCache(ttl_s, max_entries, clock, _session_of)
         self._live = False
         self._generation = 0
         self.cache_hits = 0
@@ -54,17 +60,14 @@ class AccessTokenCache:
         self, conn: asyncpg.Pool | asyncpg.Connection, jti: uuid.UUID, session_id: uuid.UUID | None
     ) -> bool:
         if self._live:
-            entry = self._good.get(jti)
-            if entry is not None and entry[0] == session_id:
-                if entry[1] > self.clock():
-                    self._good.move_to_end(jti)
-                    self.cache_hits += 1
-                    return False
-                self._drop(jti)
+            seen = self._good.get(jti)
+            if seen is not None and seen.session_id == session_id:
+                self.cache_hits += 1
+                return False
         generation = self._generation
         revoked = bool(await Q.auth_access_token_revoked.fetch_val(conn, jti, session_id))
         if not revoked and self._live and generation == self._generation:
-            self._remember(jti, session_id)
+            self._good.put(jti, _NotRevoked(session_id))
         return revoked
 
     # --- what the revocation listener and the revoking handlers call -------------------------------------
@@ -85,17 +88,15 @@ class AccessTokenCache:
 
     def evict_token(self, jti: uuid.UUID) -> None:
         self._generation += 1
-        self._drop(jti)
+        self._good.evict(jti)
 
     def evict_session(self, session_id: uuid.UUID) -> None:
         self._generation += 1
-        for jti in list(self._tokens_of_session.get(session_id, ())):
-            self._drop(jti)
+        self._good.evict_group(session_id)
 
     def evict_all(self) -> None:
         self._generation += 1
         self._good.clear()
-        self._tokens_of_session.clear()
 
     def listener_connected(self) -> None:
         self.evict_all()
@@ -104,26 +105,6 @@ class AccessTokenCache:
     def listener_lost(self) -> None:
         self._live = False
         self.evict_all()
-
-    # --- bookkeeping ---------------------------------------------------------------------------------------
-
-    def _remember(self, jti: uuid.UUID, session_id: uuid.UUID | None) -> None:
-        self._drop(jti)
-        self._good[jti] = (session_id, self.clock() + self.ttl_s)
-        if session_id is not None:
-            self._tokens_of_session.setdefault(session_id, set()).add(jti)
-        while len(self._good) > self.max_entries:
-            self._drop(next(iter(self._good)))
-
-    def _drop(self, jti: uuid.UUID) -> None:
-        entry = self._good.pop(jti, None)
-        if entry is None or entry[0] is None:
-            return
-        tokens = self._tokens_of_session.get(entry[0])
-        if tokens is not None:
-            tokens.discard(jti)
-            if not tokens:
-                del self._tokens_of_session[entry[0]]
 
 
 __all__ = ["CHANNEL", "AccessTokenCache"]

@@ -29,7 +29,6 @@ import math
 import secrets
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
@@ -37,6 +36,7 @@ import asyncpg
 import bcrypt
 import msgspec
 
+from app.auth.ttl_cache import TtlLruCache
 from app.db import Q
 from app.metrics import AUTH_EVENTS_TOTAL
 
@@ -83,52 +83,8 @@ def _bcrypt_key_matches(stored: str, raw_key: str) -> bool:
         return False
 
 
-class KeyCache:
-    """``sha256(presented key) -> row``: least recently used first out beyond ``max_entries``, each entry valid
-    for ``ttl_s``, indexed by key id so that a revocation evicts without scanning."""
-
-    def __init__(self, ttl_s: float, max_entries: int, clock: Callable[[], float]) -> None:
-        self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
-        self._entries: OrderedDict[str, tuple[ApiKeyRow, float]] = OrderedDict()
-        self._shas_of_key: dict[uuid.UUID, set[str]] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key_sha: str) -> ApiKeyRow | None:
-        entry = self._entries.get(key_sha)
-        if entry is None:
-            return None
-        row, expires_at = entry
-        if expires_at <= self.clock():
-            self._drop(key_sha)
-            return None
-        self._entries.move_to_end(key_sha)
-        return row
-
-    def put(self, key_sha: str, row: ApiKeyRow) -> None:
-        self._drop(key_sha)
-        self._entries[key_sha] = (row, self.clock() + self.ttl_s)
-        self._shas_of_key.setdefault(row.id, set()).add(key_sha)
-        while len(self._entries) > self.max_entries:
-            self._drop(next(iter(self._entries)))
-
-    def evict_key(self, key_id: uuid.UUID) -> None:
-        for key_sha in self._shas_of_key.pop(key_id, ()):
-            del self._entries[key_sha]
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._shas_of_key.clear()
-
-    def _drop(self, key_sha: str) -> None:
-        entry = self._entries.pop(key_sha, None)
-        if entry is None:
-            return
-        shas = self._shas_of_key[entry[0].id]
-        shas.discard(key_sha)
-        if not shas:
-            del self._shas_of_key[entry[0].id]
+def _key_id(row: ApiKeyRow) -> uuid.UUID:
+    return row.id
 
 
 class ApiKeyVerifier:
@@ -142,8 +98,9 @@ class ApiKeyVerifier:
         bcrypt_concurrency: int = 2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._verified = KeyCache(ttl_s, max_entries, clock)
-        self._bcrypt_memo = KeyCache(ttl_s, max_entries, clock)
+        # sha256(presented key) -> row, grouped by key id so that a revocation evicts every presented form.
+        self._verified: TtlLruCache[str, ApiKeyRow, uuid.UUID] = TtlLruCache(ttl_s, max_entries, clock, _key_id)
+        self._bcrypt_memo: TtlLruCache[str, ApiKeyRow, uuid.UUID] = TtlLruCache(ttl_s, max_entries, clock, _key_id)
         self._inflight: dict[str, asyncio.Task[ApiKeyRow | None]] = {}
         # bcrypt-12 costs ~230 ms of CPU: a flood of guesses sharing a known prefix must not take every core.
         self._bcrypt_slots = asyncio.Semaphore(bcrypt_concurrency)
@@ -206,8 +163,8 @@ class ApiKeyVerifier:
     def evict(self, key_id: uuid.UUID) -> None:
         """Forget a deleted or changed key in this process."""
         self._generation += 1
-        self._verified.evict_key(key_id)
-        self._bcrypt_memo.evict_key(key_id)
+        self._verified.evict_group(key_id)
+        self._bcrypt_memo.evict_group(key_id)
 
     def evict_all(self) -> None:
         self._generation += 1
@@ -237,7 +194,7 @@ class ApiKeyVerifier:
             row = await Q.auth_api_key_by_id_and_hash.fetch_one(conn, memo.id, memo.key_hash, into=ApiKeyRow)
             if row is not None:
                 return row
-            self._bcrypt_memo.evict_key(memo.id)
+            self._bcrypt_memo.evict_group(memo.id)
         row = await Q.auth_api_key_by_hash.fetch_one(conn, key_sha, into=ApiKeyRow)
         if row is not None:
             return row
