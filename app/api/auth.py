@@ -169,16 +169,13 @@ def scoped(scope: str, rate_limit: RateLimit | None = None) -> Provide:
         raise ValueError(f"unknown scope {scope!r}")
 
     async def authenticate(request: Request, state: State) -> Principal:
-        api_key = request.headers.get("x-api-key")
-        if not (api_key and looks_like_api_key(api_key)):
-            api_key = None
-            token = bearer_token(request, "Authorization required")
-            if looks_like_api_key(token):
-                api_key = token
-        if api_key is not None:
-            key = api_key
-            return await guard_credentials(request, lambda: principal_from_api_key(state, key, scope))
-        return await guard_credentials(request, lambda: principal_from_access_token(state, token))
+        # X-API-Key wins; otherwise the bearer credential is an API key or an access token by its shape.
+        credential = request.headers.get("x-api-key") or ""
+        if not looks_like_api_key(credential):
+            credential = bearer_token(request, "Authorization required")
+        if looks_like_api_key(credential):
+            return await guard_credentials(request, lambda: principal_from_api_key(state, credential, scope))
+        return await guard_credentials(request, lambda: principal_from_access_token(state, credential))
 
     async def provide(request: Request, state: State, pool: NamedDependency[asyncpg.Pool]) -> Principal:
         principal = await authenticate(request, state)
