@@ -77,6 +77,17 @@ INVALID_CREDENTIALS = RateLimit(
 )
 
 
+def _wait(bucket: deque[float], limit: RateLimit, now: float) -> int | None:
+    """Forget the bucket's requests that left the window; None when one more fits, else the whole seconds until
+    the oldest one leaves."""
+    horizon = now - limit.window_s
+    while bucket and bucket[0] <= horizon:
+        bucket.popleft()
+    if len(bucket) >= limit.limit:
+        return max(1, math.ceil(bucket[0] - horizon))
+    return None
+
+
 @dataclass
 class SlidingWindowLimiter:
     clock: Callable[[], float] = time.monotonic
@@ -88,13 +99,7 @@ class SlidingWindowLimiter:
     def waiting(self, limit: RateLimit, caller: str, path: str) -> int | None:
         """Like :meth:`hit` without recording anything: None when one more would fit, else the seconds to wait."""
         bucket = self._hits.get((limit.name, caller, path))
-        if not bucket:
-            return None
-        horizon = self.clock() - limit.window_s
-        recent = [t for t in bucket if t > horizon]
-        if len(recent) < limit.limit:
-            return None
-        return max(1, math.ceil(recent[0] - horizon))
+        return None if not bucket else _wait(bucket, limit, self.clock())
 
     def hit(self, limit: RateLimit, caller: str, path: str) -> int | None:
         """Record one request; None when allowed, else the whole seconds to wait before the next one fits."""
@@ -104,13 +109,10 @@ class SlidingWindowLimiter:
             self._sweep(now)
         self._windows[limit.name] = limit.window_s
         bucket = self._hits.setdefault((limit.name, caller, path), deque())
-        horizon = now - limit.window_s
-        while bucket and bucket[0] <= horizon:
-            bucket.popleft()
-        if len(bucket) >= limit.limit:
-            return max(1, math.ceil(bucket[0] - horizon))
-        bucket.append(now)
-        return None
+        retry_after = _wait(bucket, limit, now)
+        if retry_after is None:
+            bucket.append(now)
+        return retry_after
 
     def _sweep(self, now: float) -> None:
         """Forget callers whose newest request left every window (bounded memory under many distinct IPs)."""
