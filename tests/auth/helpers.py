@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -44,3 +47,13 @@ async def login(client: AsyncTestClient, email: str, password: str = PASSWORD, *
 
 def hash_ops(op: str, scheme: str) -> float:
     return REGISTRY.get_sample_value("password_hash_operations_total", {"op": op, "scheme": scheme}) or 0.0
+
+
+async def eventually(condition: Callable[[], bool], within_s: float = 2.0) -> bool:
+    """Poll a plain condition every 10 ms; False if it still fails after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -21,7 +21,7 @@ from app.auth.access_tokens import AccessTokenCache
 from app.auth.keys import ApiKeyVerifier
 from app.auth.revocations import RevocationListener
 from app.auth.runtime import auth_runtime
-from tests.auth.helpers import bearer, from_ip, register
+from tests.auth.helpers import bearer, eventually, from_ip, register
 from tests.factories import create_user
 from tests.in_loop import InLoopClient, in_loop_app_client
 
@@ -31,15 +31,6 @@ ME = "/api/v1/auth/me"
 
 def tokens(http: InLoopClient) -> AccessTokenCache:
     return auth_runtime(http.app.state).access_tokens
-
-
-async def eventually(condition: Callable[[], bool], within_s: float = NOTICE_WITHIN_S) -> bool:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def _instance(settings, database_url) -> AsyncIterator[InLoopClient]:

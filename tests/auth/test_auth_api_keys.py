@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 from app.api.auth import IMPLIED_SCOPES, SCOPES, scoped
 from app.api.deps import PrincipalDep
 from app.auth.runtime import auth_runtime
-from tests.auth.helpers import bearer, register
+from tests.auth.helpers import bearer, eventually, register
 from tests.factories import create_user
 from tests.in_loop import InLoopClient
 
@@ -341,7 +341,7 @@ async def test_last_use_is_recorded_at_most_once_a_minute_without_evicting_the_k
     assert created.json()["lastUsedAt"] is None
     verifier = auth_runtime(http.app.state).api_keys
     listener = http.app.state.revocations
-    assert await _eventually(lambda: verifier.live)
+    assert await eventually(lambda: verifier.live, within_s=10)
 
     notices = listener.notices
     assert (await http.get("/test-only/scoped/agents", headers={"X-API-Key": key})).status_code == 200
@@ -365,12 +365,3 @@ async def test_last_use_is_recorded_at_most_once_a_minute_without_evicting_the_k
     assert verifier.cache_hits == hits + 3  # the timestamp write evicted nothing
     assert listener.notices == notices  # and sent no revocation notice
     assert await recorded() == first  # once a minute, not once a request
-
-
-async def _eventually(condition, within_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True

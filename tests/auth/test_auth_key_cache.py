@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -25,7 +25,7 @@ from app.api.deps import PrincipalDep
 from app.auth.keys import ApiKeyVerifier, generate_api_key
 from app.auth.revocations import RevocationListener
 from app.auth.runtime import auth_runtime
-from tests.auth.helpers import bearer, register
+from tests.auth.helpers import bearer, eventually, register
 from tests.factories import create_user
 from tests.in_loop import InLoopClient, in_loop_app_client
 
@@ -64,15 +64,6 @@ def verifier(http: InLoopClient) -> ApiKeyVerifier:
 
 def listener(http: InLoopClient) -> RevocationListener:
     return http.app.state.revocations
-
-
-async def eventually(condition: Callable[[], bool], within_s: float = NOTICE_WITHIN_S) -> bool:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def status(http: InLoopClient, raw_key: str) -> int:
