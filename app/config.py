@@ -122,6 +122,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Withdrawals (issue 9, docs/withdrawals.md): how long POST /wallets/{address}/withdraw waits for a live
     # transfer to confirm before answering 202 (settlement records it later).
     withdrawal_wait_s: float = 20.0
+    # POST /api/v1/webhooks/test echoes a sender's call (credentials redacted); off unless asked for (api.md §14.3).
+    enable_test_webhook: bool = False
 
     @property
     def is_production(self) -> bool:

@@ -39,6 +39,7 @@ ROUTE_MODULES = [
     "transactions",
     "historical_swaps",
     "signals",
+    "webhooks",
     "trades",
     "withdrawals",
     "live",
