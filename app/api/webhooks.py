@@ -5,7 +5,7 @@ non-production environment and echoed every header, API keys included (api.md §
 headers come back as ``[redacted]`` (the sender sees that they arrived, not their value), nothing of the
 request is logged beyond its size and user agent, and the caller's IP has a budget like any public route.
 
-Besides the echo, a JSON body is checked as a trading signal would be (``POST /api/v1/trading-signals``), so a
+Besides the echo, a JSON object body is validated as ``POST /api/v1/trading-signals`` validates its body, so a
 sender can test its payload without an API key and without storing anything.
 """
 
