@@ -287,8 +287,8 @@ class SimulatedQuoter:
 
     ``out = floor(in × rate × (1 − impact) × (1 − fill_slippage_bps/10⁴))`` computed with exact
     rationals, where ``rate`` converts raw input units to raw output units at the current SOL
-    prices and ``impact`` (rounded to ``impact_places``) comes from ``impact_model(size_usd,
-    liquidity_usd)``. The protocol fee (``platformFee.feeBps``, SOL) is *not* deducted from
+    prices and ``impact`` (rounded to ``impact_places``, at most one quantum below 1) comes from
+    ``impact_model(size_usd, liquidity_usd)``. The protocol fee (``platformFee.feeBps``, SOL) is *not* deducted from
     ``outAmount``: like a real order it is left to fee extraction (§4.2). ``slippage_bps`` is the
     tolerance echoed in the order and used for ``otherAmountThreshold``. No transaction is built
     (simulation wallets never sign), so ``transaction`` is None.
@@ -350,6 +350,9 @@ class SimulatedQuoter:
         if liqs and sol is not None:
             size_usd = Decimal(amount_raw).scaleb(-dec_in) * p_in * sol
             impact = self.impact_model(size_usd, min(liqs)).quantize(self.impact_quantum, ROUND_HALF_EVEN)
+            # A pool never takes the whole order: an impact within half a quantum of 100 % (a huge order into
+            # dust liquidity) stays one quantum below it instead of rounding to a 100 % impact.
+            impact = min(impact, 1 - self.impact_quantum)
         fill = (
             Fraction(amount_raw)
             * Fraction(p_in)
