@@ -61,6 +61,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pyth_hermes_url: str = "https://hermes.pyth.network"
     solana_rpc_url: str = "https://api.mainnet-beta.solana.com"
     sim_random_seed: int | None = None
+    # Client-side pace of the worker's calls (requests per second, shared by every client of the account;
+    # unset = no pace, a 429 still pauses them all). Jupiter counts all its endpoints against one bucket.
+    jupiter_max_rps: float | None = None
+    solana_rpc_max_rps: float | None = None
     # Worker timing.
     worker_signal_poll_ms: int = 1000
     worker_price_poll_ms: int = 1500

@@ -27,6 +27,7 @@ from app.live.keys import get_keystore
 from app.live.reconcile import reconcile_all
 from app.live.settlement import Settlement
 from app.live.swap import LiveSwapper
+from app.market.budget import UpstreamBudget
 from app.market.jupiter import JupiterMetis, JupiterUltra
 from app.market.solana_rpc import SolanaRpc
 
@@ -38,8 +39,14 @@ log = logging.getLogger(__name__)
 SolUsdPrice = Callable[[], Awaitable[Decimal | None]]
 
 
-def build_swapper(settings: Settings, session: aiohttp.ClientSession, rpc: SolanaRpc | None = None) -> LiveSwapper:
-    """Jupiter clients and the RPC for live swaps, from the settings (independent of PRICE_SOURCE)."""
+def build_swapper(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    rpc: SolanaRpc | None = None,
+    jupiter_budget: UpstreamBudget | None = None,
+) -> LiveSwapper:
+    """Jupiter clients and the RPC for live swaps, from the settings (independent of PRICE_SOURCE).
+    ``jupiter_budget`` is the market's, so live swaps and price polls share one Jupiter account budget."""
     base = settings.jupiter_base_url.rstrip("/")
     return LiveSwapper(
         rpc=rpc or SolanaRpc(session, settings.solana_rpc_url),
@@ -50,8 +57,9 @@ def build_swapper(settings: Settings, session: aiohttp.ClientSession, rpc: Solan
             api_key=settings.jupiter_api_key,
             base_url=f"{base}/swap/v1",
             default_slippage_bps=settings.live_slippage_bps,
+            budget=jupiter_budget,
         ),
-        ultra=JupiterUltra(session, api_key=settings.jupiter_api_key, base_url=f"{base}/ultra"),
+        ultra=JupiterUltra(session, api_key=settings.jupiter_api_key, base_url=f"{base}/ultra", budget=jupiter_budget),
     )
 
 
@@ -62,7 +70,9 @@ async def build_live_executor(
     ``market`` is the entered :class:`app.market.Market` whose aiohttp session (and RPC) is shared."""
     if not len(get_keystore(settings)):
         return None
-    swapper = build_swapper(settings, market.session, getattr(market, "rpc", None))
+    swapper = build_swapper(
+        settings, market.session, getattr(market, "rpc", None), getattr(market, "jupiter_budget", None)
+    )
     return LiveExecutor(pool, settings, swapper, sol_usd=sol_usd)
 
 
@@ -83,7 +93,7 @@ async def _live_executor(ctx: WorkerContext) -> LiveExecutor:
             built = LiveExecutor(
                 ctx.pool,
                 ctx.settings,
-                build_swapper(ctx.settings, market.session, market.rpc),
+                build_swapper(ctx.settings, market.session, market.rpc, getattr(market, "jupiter_budget", None)),
                 sol_usd=execution.sol_usd_price,
             )
         ctx.components["live_executor"] = built

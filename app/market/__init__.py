@@ -20,7 +20,8 @@ from typing import Any
 
 import aiohttp
 
-from app.market.dexscreener import DEXSCREENER_URL, DexScreener, TokenBucket
+from app.market.budget import UpstreamBudget
+from app.market.dexscreener import DEXSCREENER_URL, DexScreener
 from app.market.http import RetryPolicy, Sleep
 from app.market.jupiter import (
     PRICE_V3_URL,
@@ -79,8 +80,17 @@ class Market:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=o["max_connections"]))
         common: dict[str, Any] = {"retry": o["retry"], "sleep": o["sleep"]}
         self.executor = self.metis = self.replay = None
+        # One budget per upstream account, shared by every client of it in this process (app/market/budget.py).
+        self.jupiter_budget = UpstreamBudget("jupiter", o["jupiter_max_rps"], sleep=o["sleep"])
+        self.rpc_budget = UpstreamBudget("solana-rpc", o["solana_rpc_max_rps"], sleep=o["sleep"])
         self.rpc = (
-            SolanaRpc(self.session, o["solana_rpc_url"] or MAINNET_RPC_URL, commitment=o["commitment"], **common)
+            SolanaRpc(
+                self.session,
+                o["solana_rpc_url"] or MAINNET_RPC_URL,
+                commitment=o["commitment"],
+                budget=self.rpc_budget,
+                **common,
+            )
             if o["solana_rpc_url"] or self.source != "replay"
             else None
         )
@@ -100,7 +110,13 @@ class Market:
                 self.session,
                 base_url=o["dexscreener_url"],
                 request_timeout=o["price_timeout"],
-                limiter=TokenBucket(o["dexscreener_rate_per_min"]),
+                budget=UpstreamBudget(
+                    "dexscreener",
+                    o["dexscreener_rate_per_min"],
+                    60.0,
+                    burst=o["dexscreener_rate_per_min"],
+                    sleep=o["sleep"],
+                ),
                 **common,
             )
             self.liquidity = dex
@@ -113,6 +129,7 @@ class Market:
                     api_key=key,
                     base_url=o["jupiter_price_url"],
                     request_timeout=o["price_timeout"],
+                    budget=self.jupiter_budget,
                     **common,
                 )
             )
@@ -122,14 +139,24 @@ class Market:
                 base_url=o["jupiter_ultra_url"],
                 quote_timeout=o["quote_timeout"],
                 execute_timeout=o["execute_timeout"],
+                budget=self.jupiter_budget,
                 **common,
             )
             self.quoter = self.executor = ultra
             self.metis = JupiterMetis(
-                self.session, api_key=key, base_url=o["jupiter_swap_url"], quote_timeout=o["quote_timeout"], **common
+                self.session,
+                api_key=key,
+                base_url=o["jupiter_swap_url"],
+                quote_timeout=o["quote_timeout"],
+                budget=self.jupiter_budget,
+                **common,
             )
             self.metrics = JupiterTokenMetrics(
-                self.session, api_key=key, base_url=o["jupiter_tokens_url"], sleep=o["sleep"]
+                self.session,
+                api_key=key,
+                base_url=o["jupiter_tokens_url"],
+                sleep=o["sleep"],
+                budget=self.jupiter_budget,
             )
             await self._pyth.start()
             return self
@@ -159,6 +186,8 @@ def build_market(
     jupiter_tokens_url: str = TOKENS_V2_URL,
     dexscreener_url: str = DEXSCREENER_URL,
     dexscreener_rate_per_min: int = 300,
+    jupiter_max_rps: float | None = None,
+    solana_rpc_max_rps: float | None = None,
     pyth_url: str = HERMES_URL,
     solana_rpc_url: str | None = None,
     commitment: str = "confirmed",

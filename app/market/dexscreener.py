@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from app.market.budget import UpstreamBudget
 from app.market.http import JsonHttp, RetryPolicy, Sleep, timeout
 from app.market.types import SOL_MINT, TokenPrice, to_decimal
 
@@ -33,42 +33,6 @@ def rug_pulled(liquidity: list[Decimal] | None, min_sol: Decimal = RUG_MIN_SOL_L
     if liquidity is None:
         return None
     return not liquidity or max(liquidity) < min_sol
-
-
-class TokenBucket:
-    """Token bucket: ``rate`` requests per ``per`` seconds, bursting up to ``rate``.
-
-    ``clock``/``sleep`` are injectable so tests can drive time without waiting.
-    """
-
-    def __init__(
-        self,
-        rate: int = 300,
-        per: float = 60.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.capacity = float(rate)
-        self.fill_rate = rate / per
-        self.tokens = float(rate)
-        self.clock = clock
-        self.sleep = sleep
-        self._last = clock()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.fill_rate)
-        self._last = now
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            self._refill()
-            while self.tokens < 1:
-                await self.sleep((1 - self.tokens) / self.fill_rate)
-                self._refill()
-            self.tokens -= 1
 
 
 def _liq(pair: dict[str, Any], key: str) -> Decimal | None:
@@ -99,21 +63,23 @@ class DexScreener:
         chain: str = "solana",
         request_timeout: float = 5.0,
         retry: RetryPolicy = RetryPolicy(),
-        limiter: TokenBucket | None = None,
+        budget: UpstreamBudget | None = None,
         batch_pause: float = 0.1,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.chain = chain
-        self.limiter = limiter or TokenBucket(sleep=sleep)
+        # DexScreener's published limit for these endpoints: 300 requests a minute per IP.
+        self.budget = budget or UpstreamBudget("dexscreener", 300, 60.0, burst=300, sleep=sleep)
         self.batch_pause = batch_pause
         self.sleep = sleep
         self.clock = clock
-        self.http = JsonHttp(session, name="dexscreener", timeout=timeout(request_timeout), retry=retry, sleep=sleep)
+        self.http = JsonHttp(
+            session, name="dexscreener", timeout=timeout(request_timeout), retry=retry, sleep=sleep, budget=self.budget
+        )
 
     async def _fetch(self, mints: Sequence[str]) -> list[dict[str, Any]]:
-        await self.limiter.acquire()
         data = await self.http.get(f"{self.base_url}/tokens/v1/{self.chain}/{','.join(mints)}")
         if not isinstance(data, list):
             # Legacy endpoints wrap pairs as {"pairs": [...]}; anything else is not a pair list.

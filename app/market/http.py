@@ -6,7 +6,9 @@ getting them subtly different per adapter is how bots double-submit or give up t
 * explicit per-call timeouts (connect + total);
 * up to ``attempts`` tries with exponential backoff on timeouts, connection errors and 5xx;
 * 429: wait ``Retry-After`` (seconds or HTTP date) when it is within ``max_retry_after``, otherwise
-  fail fast with ``RATE_LIMITED`` so the caller can back off for real;
+  fail fast with ``RATE_LIMITED`` so the caller can back off for real; with an
+  :class:`~app.market.budget.UpstreamBudget` the wait pauses every client of that upstream, and each attempt
+  first takes its turn in the budget's pace;
 * any other 4xx fails at once (retrying a bad request or a bad key only burns rate limit);
 * bodies are decoded with ``float_hook=Decimal`` so JSON numbers never pass through float;
   undecodable bodies raise ``INVALID_RESPONSE``.
@@ -28,6 +30,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from app.market.budget import UpstreamBudget
 from app.market.types import ErrorCode, MarketError
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,7 @@ class JsonHttp:
         retry: RetryPolicy = RetryPolicy(),
         headers: Mapping[str, str] | None = None,
         sleep: Sleep = asyncio.sleep,
+        budget: UpstreamBudget | None = None,
     ) -> None:
         self.session = session
         self.name = name
@@ -108,6 +112,7 @@ class JsonHttp:
         self.retry = retry
         self.headers = dict(headers or {})
         self.sleep = sleep
+        self.budget = budget
 
     async def get(self, url: str, **kw: Any) -> Any:
         return await self.request("GET", url, **kw)
@@ -137,6 +142,9 @@ class JsonHttp:
         last: MarketError | None = None
         for attempt in range(1, policy.attempts + 1):
             wait: float | None = None
+            paused = False  # a 429 paused the shared budget: its acquire() does this call's waiting
+            if self.budget is not None:
+                await self.budget.acquire()  # may raise RATE_LIMITED, marked not sent
             try:
                 async with self.session.request(
                     method, url, params=params, data=data, headers=hdrs, timeout=call_timeout or self.timeout
@@ -170,6 +178,10 @@ class JsonHttp:
                         status=429,
                         details={"retry_after": ra},
                     )
+                    if self.budget is not None:
+                        # Everyone using this upstream waits; this call's next attempt waits in acquire().
+                        self.budget.pause(ra if ra is not None else policy.delay(attempt))
+                        paused = True
                     if ra is not None and ra > policy.max_retry_after:
                         raise last
                     wait = ra
@@ -191,6 +203,7 @@ class JsonHttp:
                 log.warning(
                     "%s: %s (attempt %d/%d), retrying in %.2fs", self.name, last, attempt, policy.attempts, delay
                 )
-                await self.sleep(delay)
+                if not paused:
+                    await self.sleep(delay)
         assert last is not None
         raise last

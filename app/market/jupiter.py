@@ -22,6 +22,7 @@ import aiohttp
 import msgspec
 from solders.transaction import VersionedTransaction
 
+from app.market.budget import UpstreamBudget
 from app.market.http import NO_RETRY, JsonHttp, RetryPolicy, Sleep, outcome_unknown, timeout
 from app.market.types import (
     ErrorCode,
@@ -132,10 +133,13 @@ class _JupiterSwapApi:
         quote_timeout: float,
         retry: RetryPolicy,
         sleep: Sleep,
+        budget: UpstreamBudget | None,
     ) -> None:
         self.api_key = api_key
         self.base_url = base_url.rstrip("/")
-        self.http = JsonHttp(session, name=self.name, timeout=timeout(quote_timeout), retry=retry, sleep=sleep)
+        self.http = JsonHttp(
+            session, name=self.name, timeout=timeout(quote_timeout), retry=retry, sleep=sleep, budget=budget
+        )
 
     def _auth(self) -> dict[str, str]:
         """The headers of every call; raises ``API_KEY_MISSING`` before anything is sent without a key."""
@@ -167,9 +171,16 @@ class JupiterUltra(_JupiterSwapApi):
         execute_timeout: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Sleep = asyncio.sleep,
+        budget: UpstreamBudget | None = None,
     ) -> None:
         super().__init__(
-            session, api_key=api_key, base_url=base_url, quote_timeout=quote_timeout, retry=retry, sleep=sleep
+            session,
+            api_key=api_key,
+            base_url=base_url,
+            quote_timeout=quote_timeout,
+            retry=retry,
+            sleep=sleep,
+            budget=budget,
         )
         self.execute_timeout = timeout(execute_timeout)
 
@@ -264,9 +275,16 @@ class JupiterMetis(_JupiterSwapApi):
         quote_timeout: float = 10.0,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Sleep = asyncio.sleep,
+        budget: UpstreamBudget | None = None,
     ) -> None:
         super().__init__(
-            session, api_key=api_key, base_url=base_url, quote_timeout=quote_timeout, retry=retry, sleep=sleep
+            session,
+            api_key=api_key,
+            base_url=base_url,
+            quote_timeout=quote_timeout,
+            retry=retry,
+            sleep=sleep,
+            budget=budget,
         )
         self.default_slippage_bps = default_slippage_bps
 
@@ -335,6 +353,7 @@ class JupiterPriceSource:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], datetime] = _utcnow,
+        budget: UpstreamBudget | None = None,
     ) -> None:
         self.sol_usd_source = sol_usd
         self.base_url = base_url.rstrip("/")
@@ -342,7 +361,13 @@ class JupiterPriceSource:
         self.clock = clock
         headers = {"x-api-key": api_key} if api_key else {}
         self.http = JsonHttp(
-            session, name="jupiter-price", timeout=timeout(request_timeout), retry=retry, headers=headers, sleep=sleep
+            session,
+            name="jupiter-price",
+            timeout=timeout(request_timeout),
+            retry=retry,
+            headers=headers,
+            sleep=sleep,
+            budget=budget,
         )
 
     async def prices(self, mints: Sequence[str]) -> dict[str, TokenPrice]:
@@ -399,10 +424,13 @@ class JupiterTokenMetrics:
         request_timeout: float = 8.0,
         retry: RetryPolicy = NO_RETRY,
         sleep: Sleep = asyncio.sleep,
+        budget: UpstreamBudget | None = None,
     ) -> None:
         self.api_key = api_key
         self.base_url = base_url.rstrip("/")
-        self.http = JsonHttp(session, name="jupiter-tokens", timeout=timeout(request_timeout), retry=retry, sleep=sleep)
+        self.http = JsonHttp(
+            session, name="jupiter-tokens", timeout=timeout(request_timeout), retry=retry, sleep=sleep, budget=budget
+        )
 
     async def token_metrics(self, mint: str) -> TokenMetrics | None:
         if not self.api_key:

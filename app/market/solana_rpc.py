@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from app.market.budget import UpstreamBudget
 from app.market.http import NO_RETRY, JsonHttp, RetryPolicy, Sleep, outcome_unknown, timeout
 from app.market.jupiter import transaction_signature
 from app.market.types import SOL_DECIMALS, SOL_MINT, ErrorCode, MarketError, RpcError, to_int
@@ -116,13 +117,16 @@ class SolanaRpc:
         decimals_retry_delay: float = 0.5,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Sleep = asyncio.sleep,
+        budget: UpstreamBudget | None = None,
     ) -> None:
         self.url = url
         self.commitment = commitment
         self.decimals_timeout = timeout(decimals_timeout)
         self.decimals_retry_delay = decimals_retry_delay
         self.sleep = sleep
-        self.http = JsonHttp(session, name="solana-rpc", timeout=timeout(request_timeout), retry=retry, sleep=sleep)
+        self.http = JsonHttp(
+            session, name="solana-rpc", timeout=timeout(request_timeout), retry=retry, sleep=sleep, budget=budget
+        )
         self._ids = itertools.count(1)
         self._decimals: dict[str, int] = {SOL_MINT: SOL_DECIMALS}
 

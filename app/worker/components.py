@@ -39,6 +39,8 @@ def market_options(settings: Settings) -> dict[str, Any]:
         # Replay needs no chain access; live sources read decimals and balances from this RPC.
         "solana_rpc_url": None if settings.price_source == "replay" else settings.solana_rpc_url,
         "replay_file": settings.price_replay_file,
+        "jupiter_max_rps": settings.jupiter_max_rps,
+        "solana_rpc_max_rps": settings.solana_rpc_max_rps,
     }
 
 

@@ -21,6 +21,8 @@ Failure injection (queued per route, consumed in order; ``times=None`` = forever
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from decimal import Decimal
@@ -71,6 +73,11 @@ class FakeServer:
         self.requests: list[tuple[str, str, str, dict[str, str], dict[str, str], Any]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # The account's request limit, across every route (Jupiter counts all endpoints in one bucket).
+        self.account_limit: tuple[int, float] | None = None
+        self.accepted_at: deque[float] = deque()
+        self.arrivals: list[tuple[str, float]] = []  # (route, monotonic time) of every request
+        self.rate_limited = 0
         self.setup_routes()
 
     def setup_routes(self) -> None:
@@ -122,6 +129,24 @@ class FakeServer:
     def drop(self, route: str, *, times: int | None = 1) -> None:
         self.inject(route, Fault("drop", times))
 
+    def limit_account(self, requests: int, window_s: float) -> None:
+        """Answer 429 (with ``Retry-After``, whole seconds) past ``requests`` in any sliding ``window_s``."""
+        self.account_limit = (requests, window_s)
+
+    def _over_account_limit(self) -> web.StreamResponse | None:
+        if self.account_limit is None:
+            return None
+        requests, window_s = self.account_limit
+        now = time.monotonic()
+        while self.accepted_at and self.accepted_at[0] <= now - window_s:
+            self.accepted_at.popleft()
+        if len(self.accepted_at) >= requests:
+            self.rate_limited += 1
+            retry_after = max(1, math.ceil(self.accepted_at[0] + window_s - now))
+            return json_response({"error": "Too many requests"}, 429, {"Retry-After": str(retry_after)})
+        self.accepted_at.append(now)
+        return None
+
     def clear_faults(self) -> None:
         self.faults.clear()
 
@@ -164,8 +189,11 @@ class FakeServer:
         request[JSON_BODY] = body
         name = self.route_name_for_body(name, body)
         self.calls[name] += 1
+        self.arrivals.append((name, time.monotonic()))
         self.requests.append((name, request.method, request.path, dict(request.query), dict(request.headers), body))
         early = self.pre_check(request)
+        if early is None:
+            early = self._over_account_limit()
         if early is not None:
             return early
         fault = self.take_fault(name)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.market.dexscreener import DexScreener, TokenBucket, rug_pulled
+from app.market.dexscreener import DexScreener, rug_pulled
 from app.market.types import SOL_MINT, LiquidityChecker, PriceSource
 from tests.fakes.dexscreener import USDC_MINT
 
@@ -95,27 +95,6 @@ async def test_malformed_body_is_unknown(dex, fake_dexscreener):
     assert await dex.prices([A]) == {}
 
 
-async def test_token_bucket_limits_rate_with_injected_clock():
-    now = [0.0]
-    waits: list[float] = []
-
-    async def sleep(d: float) -> None:
-        waits.append(d)
-        now[0] += d
-
-    bucket = TokenBucket(rate=3, per=1.0, clock=lambda: now[0], sleep=sleep)
-    for _ in range(3):
-        await bucket.acquire()
-    assert waits == []
-    await bucket.acquire()
-    assert waits == [pytest.approx(1 / 3)]
-    now[0] += 10  # refills, but never beyond capacity
-    for _ in range(3):
-        await bucket.acquire()
-    assert len(waits) == 1
-    await bucket.acquire()
-    assert len(waits) == 2
-
-
-async def test_default_limiter_is_300_per_minute(dex):
-    assert dex.limiter.capacity == 300 and dex.limiter.fill_rate == 5.0
+async def test_default_budget_is_300_per_minute(dex):
+    assert dex.budget.burst == 300 and dex.budget.interval == pytest.approx(0.2)
+    assert dex.http.budget is dex.budget

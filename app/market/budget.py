@@ -1,0 +1,91 @@
+"""The request budget of one upstream account, shared by every client that spends it.
+
+Why shared: Jupiter counts every endpoint (prices, tokens, quotes, swaps) against one bucket per account, and a
+fan-out sends one quote per agent on ``WORKER_CONCURRENCY`` lanes. Each client retrying its own 429 would keep
+hammering a limit the others already hit; here a 429 from any client pauses all of them until its
+``Retry-After``, and an optional pace (``JUPITER_MAX_RPS``, ``SOLANA_RPC_MAX_RPS``) spaces requests so the limit
+is not hit at all.
+
+Waiting is bounded: a request whose turn would come later than ``max_wait`` fails at once with
+``RATE_LIMITED`` (nothing sent, its slot not taken) instead of queueing behind a budget it cannot get, so a
+trade fails with a clear reason while its quote would still have been fresh.
+
+The pace is a GCRA (generic cell rate algorithm: a token bucket kept as one timestamp): at most ``burst``
+requests at once, then one every ``per / rate`` seconds. Any window of ``w`` seconds admits at most
+``burst + w × rate / per`` requests, so set the rate a little under the plan's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from app.market.types import ErrorCode, MarketError
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+class UpstreamBudget:
+    def __init__(
+        self,
+        name: str,
+        rate: float | None = None,
+        per: float = 1.0,
+        *,
+        burst: int = 1,
+        max_wait: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if rate is not None and (rate <= 0 or per <= 0):
+            raise ValueError(f"{name}: the request rate must be positive, got {rate} per {per} s")
+        if burst < 1:
+            raise ValueError(f"{name}: burst must be at least 1, got {burst}")
+        self.name = name
+        self.interval = None if rate is None else per / rate
+        self.burst = burst
+        self.max_wait = max_wait
+        self.clock = clock
+        self.sleep = sleep
+        self._tat = clock()  # theoretical arrival time of the next request at the steady pace
+        self._paused_until = 0.0
+        self.paused_total = 0  # 429s that paused this budget (for tests and metrics)
+
+    def pause(self, seconds: float) -> None:
+        """The upstream said 429: nobody sends before ``seconds`` from now (a longer pause already set stays)."""
+        self.paused_total += 1
+        self._paused_until = max(self._paused_until, self.clock() + max(0.0, seconds))
+
+    def _refuse(self, wait: float) -> MarketError:
+        return MarketError(
+            ErrorCode.RATE_LIMITED,
+            f"{self.name}: request budget exhausted, next slot in {wait:.1f}s (over the {self.max_wait:.0f}s wait limit)",
+            retryable=True,
+            details={"retry_after": wait, "not_sent": True},
+        )
+
+    async def acquire(self) -> None:
+        """Wait for this request's turn; raise ``RATE_LIMITED`` (nothing sent) when it is beyond ``max_wait``."""
+        now = self.clock()
+        start = max(now, self._paused_until)
+        if self.interval is not None:
+            tolerance = (self.burst - 1) * self.interval
+            start = max(start, self._tat - tolerance)
+            if start - now > self.max_wait:
+                raise self._refuse(start - now)
+            # The slot is taken before sleeping, so concurrent callers line up one interval apart.
+            self._tat = max(self._tat, start) + self.interval
+        elif start - now > self.max_wait:
+            raise self._refuse(start - now)
+        if start > now:
+            await self.sleep(start - now)
+        # A 429 seen by another caller while this one slept holds it back too (once per pause it set, so an
+        # injected sleep that does not move the clock cannot spin here).
+        waited_for = None
+        while self._paused_until != waited_for and (remaining := self._paused_until - self.clock()) > 0:
+            if remaining > self.max_wait:
+                raise self._refuse(remaining)
+            waited_for = self._paused_until
+            await self.sleep(remaining)
