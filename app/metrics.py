@@ -65,6 +65,12 @@ API_REQUEST_LATENCY = Histogram(
 )
 DB_POOL_CONNECTIONS = Gauge("db_pool_connections", "Database pool connections", ["state"], registry=REGISTRY)
 ERRORS_TOTAL = Counter("errors_total", "Errors by area and code", ["type", "code"], registry=REGISTRY)
+UPSTREAM_RATE_LIMITED_TOTAL = Counter(
+    "upstream_rate_limited_total",
+    "Upstream request budgets: 429s that paused every client (paused), requests refused unsent (refused)",
+    ["upstream", "outcome"],
+    registry=REGISTRY,
+)
 # Position management (price monitor and snapshots).
 RUG_BURN_TRIGGER_TOTAL = Counter("rug_burn_trigger_total", "Rug-pull write-offs (BURN) triggered", registry=REGISTRY)
 PRICE_MONITOR_TICK_LATENCY = Histogram(

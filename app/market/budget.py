@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.market.types import ErrorCode, MarketError
+from app.metrics import UPSTREAM_RATE_LIMITED_TOTAL
 
 Sleep = Callable[[float], Awaitable[Any]]
 
@@ -56,9 +57,11 @@ class UpstreamBudget:
     def pause(self, seconds: float) -> None:
         """The upstream said 429: nobody sends before ``seconds`` from now (a longer pause already set stays)."""
         self.paused_total += 1
+        UPSTREAM_RATE_LIMITED_TOTAL.labels(self.name, "paused").inc()
         self._paused_until = max(self._paused_until, self.clock() + max(0.0, seconds))
 
     def _refuse(self, wait: float) -> MarketError:
+        UPSTREAM_RATE_LIMITED_TOTAL.labels(self.name, "refused").inc()
         return MarketError(
             ErrorCode.RATE_LIMITED,
             f"{self.name}: request budget exhausted, next slot in {wait:.1f}s (over the {self.max_wait:.0f}s wait limit)",

@@ -16,6 +16,7 @@ from app.market import build_market
 from app.market.budget import UpstreamBudget
 from app.market.jupiter import JupiterMetis, JupiterPriceSource, JupiterUltra
 from app.market.types import SOL_MINT, ErrorCode, MarketError
+from app.metrics import REGISTRY
 from tests.fakes import FakeJupiter
 
 TOKEN = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"
@@ -88,6 +89,10 @@ async def test_a_slot_beyond_max_wait_is_refused_without_being_taken() -> None:
 
 
 async def test_pause_holds_every_caller_and_only_extends() -> None:
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("upstream_rate_limited_total", {"upstream": "up", "outcome": outcome}) or 0
+
+    before = count("paused"), count("refused")
     t = FakeTime()
     b = budget(t)  # no pace: only 429 pauses
     await b.acquire()
@@ -100,6 +105,7 @@ async def test_pause_holds_every_caller_and_only_extends() -> None:
     with pytest.raises(MarketError) as ei:
         await b.acquire()
     assert ei.value.code == ErrorCode.RATE_LIMITED and ei.value.details["retry_after"] == 30
+    assert (count("paused") - before[0], count("refused") - before[1]) == (3, 1)
 
 
 async def test_a_pause_set_while_waiting_for_a_slot_is_honoured() -> None:
