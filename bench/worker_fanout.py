@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -42,7 +43,7 @@ from app.trading.config import config_to_json, default_config  # noqa: E402
 from app.trading.units import SOL_MINT  # noqa: E402
 from app.worker.execution import ExecutionContext, build_execution_context  # noqa: E402
 from app.worker.intake import signal_intake_service  # noqa: E402
-from app.worker.main import WorkerContext  # noqa: E402
+from app.worker.main import WorkerContext, freeze_startup_heap  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 STORED_CONFIG = config_to_json(default_config())
@@ -93,6 +94,27 @@ def cpu_line(label: str, agents: int, ours: float | None, floor: float | None) -
 
 def elapsed(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else end - start
+
+
+class GcPauses:
+    """Garbage-collector pauses of this process by generation (``gc.callbacks``): a full collection over a big
+    heap stalls every trade in flight, so the bench prints them beside the latency."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def summary(self) -> str:
+        return "  ".join(
+            f"gen{g} {len(p)} x max {max(p, default=0) * 1000:.2f} ms" for g, p in sorted(self.pauses.items())
+        )
 
 
 class Market:
@@ -331,9 +353,12 @@ def main() -> None:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="event loop (the worker runs on uvloop; asyncio = the standard library's)")  # fmt: skip
     args = parser.parse_args()
+    freeze_startup_heap()  # as `nexgent worker` does before it starts its loop
+    pauses = GcPauses()
     with asyncio.Runner(loop_factory=new_event_loop if args.loop == "uvloop" else None) as runner:
         print(f"event loop: {args.loop}")
         runner.run(run(args))
+    print(f"gc pauses over the whole run: {pauses.summary()}")
 
 
 if __name__ == "__main__":
