@@ -9,9 +9,14 @@ on ``--admin-url``, and prints each figure next to its floor measured in the sam
 
 * **signal-to-fill latency, 1 agent**: from the signal's INSERT committing to the buy's ``trade`` event
   arriving (NOTIFY after the fill's commit), p50/p99. Floor: the same NOTIFY round trip around one bare
-  asyncpg transaction writing the same rows (transaction, two balances, position, execution row).
+  asyncpg transaction writing the same rows (transaction, two balances, position, execution row). Engine and
+  floor samples alternate.
 * **fan-out, 1 signal → N agents**: from the signal's INSERT to ``processed_at`` being set (every agent has
-  its row). Floor: N bare transactions writing the same rows, on the same number of connections.
+  its row). Floor: N bare transactions writing the same rows, on the same number of connections. ``--rounds``
+  rounds (fresh agents each), engine and floor alternating which goes first; the median ratio is reported.
+
+Alternating matters on a shared machine: its load drifts within a run, and two phases measured one after the
+other can differ by more than the engine's overhead.
 
 The goals (p99 < 10 ms; 1,000 agents < 1 s on 2 cores) are only meaningful next to the floor: on a loaded
 or small machine the floor itself can exceed them, and the ratio is the figure that travels.
@@ -27,6 +32,8 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -220,25 +227,31 @@ async def bare_trade(conn: asyncpg.Connection, agent: uuid.UUID, wallet: str, to
         await conn.execute("SELECT pg_notify('bench_floor', $1)", str(tx))
 
 
-async def floor_latency(pool: asyncpg.Pool, url: str, rows: list[tuple[uuid.UUID, str]], token: str) -> list[float]:
-    listener = await asyncpg.connect(url)
-    got: asyncio.Queue[float] = asyncio.Queue()
-    await listener.add_listener("bench_floor", lambda *_: got.put_nowait(time.perf_counter()))
-    user = await pool.fetchval("SELECT user_id FROM agents WHERE id = $1", rows[0][0])
-    out = []
-    try:
-        for agent, wallet in rows:
-            signal_id = await pool.fetchval(
-                "INSERT INTO trading_signals (token_address, signal_type, signal_strength, user_id, processed_at) "
-                "VALUES ($1, 'floor', 3, $2, now()) RETURNING id", token, user,
-            )  # fmt: skip
-            start = time.perf_counter()
-            async with pool.acquire() as conn:
-                await bare_trade(conn, agent, wallet, token, signal_id)
-            out.append(await got.get() - start)
-    finally:
-        await listener.close()
-    return out
+class FloorLatency:
+    """The floor of one latency sample: the NOTIFY round trip around one bare transaction writing a buy's rows."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str, token: str) -> None:
+        self.pool, self.url, self.token = pool, url, token
+        self.got: asyncio.Queue[float] = asyncio.Queue()
+
+    async def __aenter__(self) -> FloorLatency:
+        self.listener = await asyncpg.connect(self.url)
+        await self.listener.add_listener("bench_floor", lambda *_: self.got.put_nowait(time.perf_counter()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.listener.close()
+
+    async def sample(self, agent: uuid.UUID, wallet: str) -> float:
+        user = await self.pool.fetchval("SELECT user_id FROM agents WHERE id = $1", agent)
+        signal_id = await self.pool.fetchval(
+            "INSERT INTO trading_signals (token_address, signal_type, signal_strength, user_id, processed_at) "
+            "VALUES ($1, 'floor', 3, $2, now()) RETURNING id", self.token, user,
+        )  # fmt: skip
+        start = time.perf_counter()
+        async with self.pool.acquire() as conn:
+            await bare_trade(conn, agent, wallet, self.token, signal_id)
+        return await self.got.get() - start
 
 
 async def floor_fan_out(pool: asyncpg.Pool, rows: list[tuple[uuid.UUID, str]], token: str, lanes: int) -> float:
@@ -257,6 +270,72 @@ async def floor_fan_out(pool: asyncpg.Pool, rows: list[tuple[uuid.UUID, str]], t
     start = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(lanes)))
     return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class Measured:
+    wall: float
+    cpu: float  # this process
+    pg: float | None  # every PostgreSQL process (/proc), None when not readable
+    buys: int
+
+
+@dataclass(frozen=True)
+class FanOutRound:
+    engine: Measured
+    floor: Measured
+
+
+async def engine_fan_out(pool: asyncpg.Pool, market: Market, args: argparse.Namespace) -> Measured:
+    """One signal to ``args.agents`` fresh agents, through the intake running in this process."""
+    ((user, _),) = await funded_agents(pool, 1, args.agents)
+    start, cpu_start, pg_start = time.perf_counter(), time.process_time(), postgres_cpu_seconds()
+    signal_id = await pool.fetchval(
+        "INSERT INTO trading_signals (token_address, symbol, signal_type, signal_strength, user_id) "
+        "VALUES ($1, 'B', 'bench', 3, $2) RETURNING id", market.mints[1], user,
+    )  # fmt: skip
+    # Polling processed_at is the measurement itself (every agent has its row once it is set).
+    while not await pool.fetchval("SELECT processed_at IS NOT NULL FROM trading_signals WHERE id = $1", signal_id):  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    pg = elapsed(pg_start, postgres_cpu_seconds())
+    buys = await pool.fetchval(
+        "SELECT count(*) FILTER (WHERE status = 'success') FROM signal_executions WHERE signal_id = $1", signal_id
+    )
+    return Measured(wall, cpu, pg, buys)
+
+
+async def floor_fan_out_round(pool: asyncpg.Pool, market: Market, args: argparse.Namespace) -> Measured:
+    ((_, agents),) = await funded_agents(pool, 1, args.agents)
+    rows = await wallets_of(pool, agents)
+    cpu_start, pg_start = time.process_time(), postgres_cpu_seconds()
+    wall = await floor_fan_out(pool, rows, market.mints[2], args.concurrency)
+    return Measured(wall, time.process_time() - cpu_start, elapsed(pg_start, postgres_cpu_seconds()), len(rows))
+
+
+def print_fan_out(rounds: list[FanOutRound], agents: int) -> None:
+    ratios = [r.engine.wall / r.floor.wall for r in rounds]
+    walls, floors = [r.engine.wall for r in rounds], [r.floor.wall for r in rounds]
+    print(
+        f"fan-out, 1 signal -> {agents} agents: median {statistics.median(walls):.3f} s (best {min(walls):.3f}, "
+        f"{rounds[-1].engine.buys} buys per round)  |  floor median {statistics.median(floors):.3f} s (best "
+        f"{min(floors):.3f})  |  ratio median {statistics.median(ratios):.2f}x "
+        f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})"
+    )
+    n = agents * len(rounds)
+    # One Python process drives every lane: when its CPU per buy nears the wall time per agent, the fan-out
+    # is bound by this process, not by the database.
+    print(cpu_line("fan-out CPU of this process", n, sum(r.engine.cpu for r in rounds),
+                   sum(r.floor.cpu for r in rounds)))  # fmt: skip
+    # Two cores run both sides: the sum of the two CPU figures per agent bounds the fan-out's speed.
+    print(cpu_line("fan-out CPU of PostgreSQL (/proc)", n, total(r.engine.pg for r in rounds),
+                   total(r.floor.pg for r in rounds)))  # fmt: skip
+
+
+def total(values: Iterable[float | None]) -> float | None:
+    """The sum, or None when any value is unknown."""
+    known = list(values)
+    return None if any(v is None for v in known) else sum(v for v in known if v is not None)
 
 
 # --- the real thing ----------------------------------------------------------------------------------------
@@ -287,54 +366,38 @@ async def run(args: argparse.Namespace) -> None:
     service = asyncio.create_task(signal_intake_service(worker))
     try:
         print(f"database {name}; concurrency {args.concurrency}; {args.signals} latency samples; "
-              f"fan-out to {args.agents} agents")  # fmt: skip
+              f"fan-out to {args.agents} agents, {args.rounds} rounds")  # fmt: skip
         singles = await funded_agents(pool, args.signals, 1)
-        await asyncio.sleep(0.5)  # the intake's LISTEN is up
-        latencies = []
-        for i, (user, _) in enumerate(singles):
-            event = asyncio.Event()
-            start = time.perf_counter()
-            signal_id = await pool.fetchval(
-                "INSERT INTO trading_signals (token_address, symbol, signal_type, signal_strength, user_id) "
-                "VALUES ($1, 'B', 'bench', 3, $2) RETURNING id", market.mints[i], user,
-            )  # fmt: skip
-            waiting[signal_id] = event
-            if signal_id in fills:
-                event.set()
-            await asyncio.wait_for(event.wait(), timeout=30)
-            latencies.append(fills[signal_id] - start)
         ((_, floor_agents),) = await funded_agents(pool, 1, args.signals)
-        floor = await floor_latency(pool, url, await wallets_of(pool, floor_agents), market.mints[0])
+        floor_rows = await wallets_of(pool, floor_agents)
+        await asyncio.sleep(0.5)  # the intake's LISTEN is up
+        # Engine and floor samples alternate, so a change in the machine's load between them hits both alike.
+        latencies, floor = [], []
+        async with FloorLatency(pool, url, market.mints[0]) as floor_probe:
+            for i, ((user, _), row) in enumerate(zip(singles, floor_rows, strict=True)):
+                event = asyncio.Event()
+                start = time.perf_counter()
+                signal_id = await pool.fetchval(
+                    "INSERT INTO trading_signals (token_address, symbol, signal_type, signal_strength, user_id) "
+                    "VALUES ($1, 'B', 'bench', 3, $2) RETURNING id", market.mints[i], user,
+                )  # fmt: skip
+                waiting[signal_id] = event
+                if signal_id in fills:
+                    event.set()
+                await asyncio.wait_for(event.wait(), timeout=30)
+                latencies.append(fills[signal_id] - start)
+                floor.append(await floor_probe.sample(*row))
         line("signal-to-fill latency, 1 agent", latencies, floor)
 
-        ((user, _),) = await funded_agents(pool, 1, args.agents)
-        start, cpu_start, pg_start = time.perf_counter(), time.process_time(), postgres_cpu_seconds()
-        signal_id = await pool.fetchval(
-            "INSERT INTO trading_signals (token_address, symbol, signal_type, signal_strength, user_id) "
-            "VALUES ($1, 'B', 'bench', 3, $2) RETURNING id", market.mints[1], user,
-        )  # fmt: skip
-        # Polling processed_at is the measurement itself (every agent has its row once it is set).
-        while not await pool.fetchval("SELECT processed_at IS NOT NULL FROM trading_signals WHERE id = $1", signal_id):  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        fan_out, fan_out_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        fan_out_pg = elapsed(pg_start, postgres_cpu_seconds())
-        done = await pool.fetchval(
-            "SELECT count(*) FILTER (WHERE status = 'success') FROM signal_executions WHERE signal_id = $1", signal_id
-        )
-        ((_, floor_agents),) = await funded_agents(pool, 1, args.agents)
-        floor_rows = await wallets_of(pool, floor_agents)
-        cpu_start, pg_start = time.process_time(), postgres_cpu_seconds()
-        floor_s = await floor_fan_out(pool, floor_rows, market.mints[2], args.concurrency)
-        floor_cpu, floor_pg = time.process_time() - cpu_start, elapsed(pg_start, postgres_cpu_seconds())
-        print(
-            f"fan-out, 1 signal -> {args.agents} agents: {fan_out:.3f} s ({done} buys, "
-            f"{fan_out / args.agents * 1000:.2f} ms/agent)  |  floor {floor_s:.3f} s  |  ratio {fan_out / floor_s:.2f}x"
-        )
-        # One Python process drives every lane: when its CPU per buy nears the wall time per agent, the fan-out
-        # is bound by this process, not by the database.
-        print(cpu_line("fan-out CPU of this process", args.agents, fan_out_cpu, floor_cpu))
-        # Two cores run both sides: the sum of the two CPU figures per agent bounds the fan-out's speed.
-        print(cpu_line("fan-out CPU of PostgreSQL (/proc)", args.agents, fan_out_pg, floor_pg))
+        rounds: list[FanOutRound] = []
+        for r in range(args.rounds):
+            # Alternate which side goes first, for the same reason.
+            order = (engine_fan_out, floor_fan_out_round) if r % 2 == 0 else (floor_fan_out_round, engine_fan_out)
+            measured = {}
+            for measure in order:
+                measured[measure] = await measure(pool, market, args)
+            rounds.append(FanOutRound(engine=measured[engine_fan_out], floor=measured[floor_fan_out_round]))
+        print_fan_out(rounds, args.agents)
         print(f"python: {sys.version.split()[0]}; mean latency {statistics.fmean(latencies) * 1000:.2f} ms")
     finally:
         worker.stopping.set()
@@ -350,6 +413,8 @@ def main() -> None:
     parser.add_argument("--signals", type=int, default=200, help="latency samples (one agent each)")
     parser.add_argument("--agents", type=int, default=1000, help="agents of the fan-out signal")
     parser.add_argument("--concurrency", type=int, default=4, help="WORKER_CONCURRENCY (fan-out lanes)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fan-out rounds, engine and floor alternating (the median ratio is reported)")  # fmt: skip
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="event loop (the worker runs on uvloop; asyncio = the standard library's)")  # fmt: skip
     args = parser.parse_args()
