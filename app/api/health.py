@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -19,14 +18,11 @@ from litestar import Response, get
 from litestar.datastructures import State
 from litestar.response import Redirect
 
+from app.api.serialization import now_iso
 from app.db import Q
 
 PROBE_TIMEOUT_S = 2.0
 _STARTED = time.monotonic()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _uptime() -> int:
@@ -63,7 +59,7 @@ async def _probe(pool: asyncpg.Pool, state: State) -> dict[str, dict[str, Any]]:
 
 @get("/api/v1/health/live", sync_to_thread=False, include_in_schema=True, tags=["health"])
 def live() -> dict[str, Any]:
-    return {"alive": True, "timestamp": _now(), "uptime": _uptime()}
+    return {"alive": True, "timestamp": now_iso(), "uptime": _uptime()}
 
 
 @get("/api/v1/health/ready", tags=["health"])
@@ -83,10 +79,10 @@ async def ready(state: State) -> Response[dict[str, Any]]:
             "message": "Application not ready",
             "reasons": reasons,
             "checks": checks,
-            "timestamp": _now(),
+            "timestamp": now_iso(),
         }
         return Response(body, status_code=503)
-    return Response({"ready": True, "checks": checks, "timestamp": _now()}, status_code=200)
+    return Response({"ready": True, "checks": checks, "timestamp": now_iso()}, status_code=200)
 
 
 @get("/api/v1/health", tags=["health"])
@@ -98,7 +94,7 @@ async def health(state: State) -> Response[dict[str, Any]]:
         status, code = "degraded", 200
     else:
         status, code = "healthy", 200
-    body = {"status": status, "timestamp": _now(), "uptime": _uptime(), "services": services}
+    body = {"status": status, "timestamp": now_iso(), "uptime": _uptime(), "services": services}
     return Response(body, status_code=code)
 
 

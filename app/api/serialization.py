@@ -80,6 +80,11 @@ def assume_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def now_iso() -> str:
+    """The current UTC time as :func:`iso` writes it."""
+    return iso(datetime.now(UTC)) or ""
+
+
 def iso(value: datetime | None) -> str | None:
     """JS ``Date.toJSON()``: ``2025-01-27T12:00:00.000Z``."""
     if value is None:

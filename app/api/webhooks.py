@@ -12,7 +12,6 @@ sender can test its payload without an API key and without storing anything.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +21,7 @@ from litestar.exceptions import NotFoundException
 
 from app.api.deps import SettingsDep
 from app.api.errors import ApiError
-from app.api.serialization import error_responses
+from app.api.serialization import error_responses, now_iso
 from app.api.signals import SignalCreate, clean_create
 from app.auth.ratelimit import RateLimit, rate_limit_guard
 
@@ -111,7 +110,7 @@ async def webhook_test(request: Request, settings: SettingsDep) -> Response[byte
     echo = WebhookEcho(
         success=True,
         message="Webhook received successfully",
-        timestamp=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        timestamp=now_iso(),
         received=Received(
             method=request.method,
             path="/test",

@@ -52,6 +52,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from app.api.auth import Principal, principal_from_access_token
 from app.api.errors import ApiError
+from app.api.serialization import now_iso
 from app.auth.ratelimit import guard_credentials
 from app.config import Settings
 from app.db import Q
@@ -71,15 +72,11 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 _event_decoder = msgspec.json.Decoder(float_hook=Decimal)
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _message(type_: str, data: Any = None) -> str:
     body: dict[str, Any] = {"type": type_}
     if data is not None:
         body["data"] = data
-    body["timestamp"] = _now_iso()
+    body["timestamp"] = now_iso()
     return _encoder.encode(body).decode()
 
 
@@ -267,7 +264,7 @@ class EventHub:
             return _message("position_update", {"eventType": "position_closed", "positionId": data.get("positionId")})
         if type_ == "price_update_batch":
             data = data if isinstance(data, dict) else {}
-            return _message("price_update_batch", {"updates": data.get("updates", []), "timestamp": _now_iso()})
+            return _message("price_update_batch", {"updates": data.get("updates", []), "timestamp": now_iso()})
         return _message(type_, data)
 
     def _broadcast_prices(self, data: dict[str, Any]) -> None:
@@ -275,7 +272,7 @@ class EventHub:
         for conn in self.all_sockets():
             mine = [u for u in updates if isinstance(u, dict) and str(u.get("tokenAddress", "")).lower() in conn.tokens]
             if mine:
-                conn.send(_message("price_update_batch", {"updates": mine, "timestamp": _now_iso()}))
+                conn.send(_message("price_update_batch", {"updates": mine, "timestamp": now_iso()}))
 
     # --- heartbeats ----------------------------------------------------------------------------------
 
@@ -293,7 +290,7 @@ class EventHub:
                     continue
                 if not await self._token_still_valid(conn):
                     continue
-                conn.send(_encoder.encode({"type": "ping", "timestamp": _now_iso()}).decode())
+                conn.send(_encoder.encode({"type": "ping", "timestamp": now_iso()}).decode())
 
     async def _token_still_valid(self, conn: AgentSocket) -> bool:
         try:
@@ -411,7 +408,7 @@ async def send_initial_data(pool: asyncpg.Pool, conn: AgentSocket) -> None:
         conn.send(_message("error", {"message": "Failed to load initial data"}))
         return
     conn.tokens = {p["tokenAddress"].lower() for p in positions}
-    conn.send(_message("initial_data", {"positions": positions, "timestamp": _now_iso()}))
+    conn.send(_message("initial_data", {"positions": positions, "timestamp": now_iso()}))
 
 
 # --- the endpoint --------------------------------------------------------------------------------------
@@ -468,7 +465,7 @@ async def _read_loop(socket: WebSocket, conn: AgentSocket) -> None:
             continue
         if kind == "ping":
             conn.last_seen = time.monotonic()
-            conn.send(_encoder.encode({"type": "pong", "timestamp": _now_iso()}).decode())
+            conn.send(_encoder.encode({"type": "pong", "timestamp": now_iso()}).decode())
         elif kind == "pong":
             conn.last_seen = time.monotonic()
         elif kind == "subscribe":
@@ -515,7 +512,7 @@ async def ws_endpoint(socket: WebSocket) -> None:
         writer = asyncio.create_task(conn.write_loop())
         reader = asyncio.create_task(_read_loop(socket, conn))
         try:
-            conn.send(_message("connected", {"agentId": conn.agent_id, "timestamp": _now_iso()}))
+            conn.send(_message("connected", {"agentId": conn.agent_id, "timestamp": now_iso()}))
             await send_initial_data(state.pool, conn)
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
             if reader.done() and not writer.done():
