@@ -6,6 +6,9 @@ hammering a limit the others already hit; here a 429 from any client pauses all 
 ``Retry-After``, and an optional pace (``JUPITER_MAX_RPS``, ``SOLANA_RPC_MAX_RPS``) spaces requests so the limit
 is not hit at all.
 
+Entries yield to exits: requests marked ``bulk`` (buy quotes, token metrics) only take a slot within
+``bulk_horizon`` (2 s) of now, so prices and sell quotes never queue behind a whole fan-out's entries.
+
 Waiting is bounded: a request whose turn would come later than ``max_wait`` fails at once with
 ``RATE_LIMITED`` (nothing sent, its slot not taken) instead of queueing behind a budget it cannot get, so a
 trade fails with a clear reason while its quote would still have been fresh.
@@ -37,6 +40,7 @@ class UpstreamBudget:
         *,
         burst: int = 1,
         max_wait: float = 10.0,
+        bulk_horizon: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -48,6 +52,7 @@ class UpstreamBudget:
         self.interval = None if rate is None else per / rate
         self.burst = burst
         self.max_wait = max_wait
+        self.bulk_horizon = bulk_horizon
         self.clock = clock
         self.sleep = sleep
         self._tat = clock()  # theoretical arrival time of the next request at the steady pace
@@ -69,19 +74,37 @@ class UpstreamBudget:
             details={"retry_after": wait, "not_sent": True},
         )
 
-    async def acquire(self) -> None:
-        """Wait for this request's turn; raise ``RATE_LIMITED`` (nothing sent) when it is beyond ``max_wait``."""
-        now = self.clock()
+    def _next_start(self, now: float) -> float:
+        """When a request asking now could go: after any pause, and at the pace."""
         start = max(now, self._paused_until)
         if self.interval is not None:
-            tolerance = (self.burst - 1) * self.interval
-            start = max(start, self._tat - tolerance)
-            if start - now > self.max_wait:
-                raise self._refuse(start - now)
+            start = max(start, self._tat - (self.burst - 1) * self.interval)
+        return start
+
+    async def acquire(self, *, bulk: bool = False) -> None:
+        """Wait for this request's turn; raise ``RATE_LIMITED`` (nothing sent) when it is beyond ``max_wait``.
+
+        ``bulk`` requests (entries: buy quotes, token metrics) take a slot only once it is within
+        ``bulk_horizon`` of now and wait unscheduled before that, so the schedule they fill never runs further
+        ahead than the horizon: a price poll or an exit quote arriving during a large fan-out waits at most
+        that long behind them, instead of behind every queued entry.
+        """
+        started = self.clock()
+        now = started
+        if bulk and self.interval is not None:
+            while (ahead := self._next_start(now) - now) > self.bulk_horizon:
+                if now - started + ahead > self.max_wait:
+                    raise self._refuse(now - started + ahead)
+                await self.sleep(ahead - self.bulk_horizon)
+                if self.clock() == now:
+                    break  # an injected sleep that does not move time: take the slot as it is
+                now = self.clock()
+        start = self._next_start(now)
+        if start - started > self.max_wait:
+            raise self._refuse(start - now)
+        if self.interval is not None:
             # The slot is taken before sleeping, so concurrent callers line up one interval apart.
             self._tat = max(self._tat, start) + self.interval
-        elif start - now > self.max_wait:
-            raise self._refuse(start - now)
         if start > now:
             await self.sleep(start - now)
         # A 429 seen by another caller while this one slept holds it back too (once per pause it set, so an

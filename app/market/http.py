@@ -131,8 +131,10 @@ class JsonHttp:
         error_code: str = ErrorCode.FETCH_FAILED,
         retry: RetryPolicy | None = None,
         call_timeout: aiohttp.ClientTimeout | None = None,
+        bulk: bool = False,
     ) -> Any:
-        """Send and decode. Raises MarketError; ``error_code`` names HTTP-status failures."""
+        """Send and decode. Raises MarketError; ``error_code`` names HTTP-status failures. ``bulk`` marks a
+        request that yields to the others in the upstream's budget (entries, not prices or exits)."""
         policy = retry or self.retry
         hdrs = {**self.headers, **(headers or {})}
         data = None
@@ -144,7 +146,7 @@ class JsonHttp:
             wait: float | None = None
             paused = False  # a 429 paused the shared budget: its acquire() does this call's waiting
             if self.budget is not None:
-                await self.budget.acquire()  # may raise RATE_LIMITED, marked not sent
+                await self.budget.acquire(bulk=bulk)  # may raise RATE_LIMITED, marked not sent
             try:
                 async with self.session.request(
                     method, url, params=params, data=data, headers=hdrs, timeout=call_timeout or self.timeout

@@ -25,6 +25,7 @@ from solders.transaction import VersionedTransaction
 from app.market.budget import UpstreamBudget
 from app.market.http import NO_RETRY, JsonHttp, RetryPolicy, Sleep, outcome_unknown, timeout
 from app.market.types import (
+    SOL_MINT,
     ErrorCode,
     ExecuteResult,
     MarketError,
@@ -153,6 +154,8 @@ class _JupiterSwapApi:
             params={"inputMint": input_mint, "outputMint": output_mint, "amount": str(amount_raw), **params},
             headers=headers,
             error_code=ErrorCode.QUOTE_FAILED,
+            # Spending SOL opens or adds to a position; a quote into SOL is an exit and must not wait behind them.
+            bulk=input_mint == SOL_MINT,
         )
 
 
@@ -437,7 +440,10 @@ class JupiterTokenMetrics:
             return None
         try:
             data = await self.http.get(
-                f"{self.base_url}/search", params={"query": mint}, headers={"x-api-key": self.api_key}
+                f"{self.base_url}/search",
+                params={"query": mint},
+                headers={"x-api-key": self.api_key},
+                bulk=True,  # read for entry checks only
             )
         except Exception as exc:  # best effort by contract (§10.3)
             log.info("jupiter-tokens: metrics for %s unavailable: %s", mint, exc)

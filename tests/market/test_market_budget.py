@@ -223,3 +223,58 @@ async def test_market_shares_one_jupiter_budget_across_its_clients(
         assert m.jupiter_budget.interval == pytest.approx(0.2)
         assert m.rpc.http.budget is m.rpc_budget and m.rpc_budget.interval == pytest.approx(0.05)
         assert m.liquidity.budget.interval == pytest.approx(0.2) and m.liquidity.budget.burst == 300
+
+
+# -- entries yield to prices and exits ------------------------------------------------------------------------
+
+
+async def test_bulk_requests_keep_the_schedule_within_the_horizon() -> None:
+    """100 entry quotes at 50 a second fill 2 s of slots; a price poll arriving 0.1 s in waits for the horizon
+    (0.1 s here), not behind all of them."""
+    b = UpstreamBudget("jupiter", rate=50, bulk_horizon=0.1, max_wait=10)
+    sent: list[tuple[str, float]] = []
+    started = time.monotonic()
+
+    async def request(kind: str) -> None:
+        await b.acquire(bulk=kind == "entry")
+        sent.append((kind, time.monotonic() - started))
+
+    entries = [asyncio.create_task(request("entry")) for _ in range(100)]
+    await asyncio.sleep(0.1)
+    await request("price")
+    price_at = dict(sent)["price"]
+    assert price_at < 0.1 + 0.25  # horizon + a few slots + scheduling slack; 2 s behind the entries otherwise
+    assert sum(1 for kind, _ in sent if kind == "entry") < 30  # most entries still waiting when it went
+    await asyncio.gather(*entries)
+    assert len(sent) == 101
+
+
+async def test_a_bulk_request_that_cannot_get_a_slot_in_time_is_refused_before_waiting() -> None:
+    now = [0.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    b = UpstreamBudget("up", rate=1, bulk_horizon=1, max_wait=3, clock=lambda: now[0], sleep=sleep)
+    b._tat = 5.0  # five seconds of slots already taken
+    with pytest.raises(MarketError) as ei:
+        await b.acquire(bulk=True)
+    assert ei.value.code == ErrorCode.RATE_LIMITED and waits == []
+    b._tat = 2.5
+    await b.acquire(bulk=True)  # waits unscheduled until its slot is within the horizon, then takes it
+    assert waits == [1.5, 1.0] and now[0] == 2.5 and b._tat == 3.5
+
+
+async def test_buy_quotes_are_bulk_and_sell_quotes_are_not(http_session, limited_jupiter) -> None:
+    asked: list[bool] = []
+
+    class Recording(UpstreamBudget):
+        async def acquire(self, *, bulk: bool = False) -> None:
+            asked.append(bulk)
+
+    ultra = JupiterUltra(http_session, api_key=KEY, base_url=limited_jupiter.ultra_url, budget=Recording("j"))
+    await ultra.quote(SOL_MINT, TOKEN, 1_000_000)
+    await ultra.quote(TOKEN, SOL_MINT, 1_000_000)
+    assert asked == [True, False]
