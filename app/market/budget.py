@@ -28,7 +28,7 @@ from typing import Any
 from app.market.types import ErrorCode, MarketError
 from app.metrics import UPSTREAM_RATE_LIMITED_TOTAL
 
-Sleep = Callable[[float], Awaitable[Any]]
+Sleep = Callable[[float], Awaitable[Any]]  # asyncio.sleep, or a test's stand-in (re-exported by app.market.http)
 
 
 class UpstreamBudget:

@@ -22,7 +22,7 @@ import asyncio
 import email.utils
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -30,12 +30,11 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from app.market.budget import UpstreamBudget
+from app.market.budget import Sleep, UpstreamBudget
 from app.market.types import ErrorCode, MarketError
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[Any]]
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
 # Decimals go out as JSON numbers, so a decoded body echoed back (Metis quoteResponse) keeps its
 # exact number text and type.
