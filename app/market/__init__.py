@@ -66,6 +66,8 @@ class Market:
     metis: JupiterMetis | None
     rpc: SolanaRpc | None
     replay: ReplayMarket | None
+    jupiter_budget: UpstreamBudget  # shared by every Jupiter client of the account (live swaps included)
+    rpc_budget: UpstreamBudget
 
     def __init__(self, source: str, opts: dict[str, Any]) -> None:
         if source not in SOURCES:
