@@ -386,6 +386,12 @@ async def run(args: argparse.Namespace) -> None:
                     event.set()
                 await asyncio.wait_for(event.wait(), timeout=30)
                 latencies.append(fills[signal_id] - start)
+                # The intake finishes the signal after its fill (marks it processed, commits): let it, so that
+                # work does not land inside the floor's sample.
+                while not await pool.fetchval(
+                    "SELECT processed_at IS NOT NULL FROM trading_signals WHERE id = $1", signal_id
+                ):  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
                 floor.append(await floor_probe.sample(*row))
         line("signal-to-fill latency, 1 agent", latencies, floor)
 
