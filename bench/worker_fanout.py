@@ -272,6 +272,13 @@ async def floor_fan_out(pool: asyncpg.Pool, rows: list[tuple[uuid.UUID, str]], t
     return time.perf_counter() - start
 
 
+async def processed(pool: asyncpg.Pool, signal_id: int, every: float = 0.001) -> None:
+    """Return once the intake has marked the signal processed (polled: the column is the truth)."""
+    query = "SELECT processed_at IS NOT NULL FROM trading_signals WHERE id = $1"
+    while not await pool.fetchval(query, signal_id):  # noqa: ASYNC110
+        await asyncio.sleep(every)
+
+
 @dataclass(frozen=True)
 class Measured:
     wall: float
@@ -295,8 +302,7 @@ async def engine_fan_out(pool: asyncpg.Pool, market: Market, args: argparse.Name
         "VALUES ($1, 'B', 'bench', 3, $2) RETURNING id", market.mints[1], user,
     )  # fmt: skip
     # Polling processed_at is the measurement itself (every agent has its row once it is set).
-    while not await pool.fetchval("SELECT processed_at IS NOT NULL FROM trading_signals WHERE id = $1", signal_id):  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
+    await processed(pool, signal_id, every=0.005)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     pg = elapsed(pg_start, postgres_cpu_seconds())
     buys = await pool.fetchval(
@@ -388,10 +394,7 @@ async def run(args: argparse.Namespace) -> None:
                 latencies.append(fills[signal_id] - start)
                 # The intake finishes the signal after its fill (marks it processed, commits): let it, so that
                 # work does not land inside the floor's sample.
-                while not await pool.fetchval(
-                    "SELECT processed_at IS NOT NULL FROM trading_signals WHERE id = $1", signal_id
-                ):  # noqa: ASYNC110
-                    await asyncio.sleep(0.001)
+                await processed(pool, signal_id)
                 floor.append(await floor_probe.sample(*row))
         line("signal-to-fill latency, 1 agent", latencies, floor)
 
