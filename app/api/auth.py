@@ -52,6 +52,7 @@ __all__ = [
     "principal_from_access_token",
     "principal_from_api_key",
     "scoped",
+    "scoped_by_body_key",
 ]
 
 # The reference's scopes, plus ``signals:write`` (api.md §25.1 #6): a key that may only send signals, for webhook
@@ -184,3 +185,36 @@ def scoped(scope: str, rate_limit: RateLimit | None = None) -> Provide:
         return principal
 
     return _described(provide, f"key:{scope}", rate_limit)
+
+
+_body_decoder = msgspec.json.Decoder()
+
+
+async def json_object_body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, whatever its Content-Type (TradingView sends JSON as text/plain)."""
+    try:
+        body = _body_decoder.decode(await request.body())
+    except msgspec.DecodeError:
+        raise ApiError(400, "Malformed JSON body", "VALIDATION_ERROR") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "Body must be a JSON object", "VALIDATION_ERROR")
+    return body
+
+
+def scoped_by_body_key(scope: str, rate_limit: RateLimit | None = None) -> Provide:
+    """An API key with ``scope`` carried in the JSON body's ``apiKey``, for senders that cannot set headers
+    (TradingView alerts: a fixed URL and a message body, nothing else). API keys only: a body is no place for a
+    session token. The key is never logged or echoed; the handler must ignore ``apiKey`` in what it stores."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def provide(request: Request, state: State, pool: NamedDependency[asyncpg.Pool]) -> Principal:
+        credential = (await json_object_body(request)).get("apiKey")
+        if not isinstance(credential, str) or not credential:
+            raise _unauthorized("apiKey is required in the body")
+        principal = await guard_credentials(request, lambda: principal_from_api_key(state, credential, scope))
+        if rate_limit is not None:
+            await enforce_rate_limit(request, rate_limit, principal)
+        return principal
+
+    return _described(provide, f"body-key:{scope}", rate_limit)

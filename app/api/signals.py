@@ -11,6 +11,9 @@ Duplicates, in PostgreSQL instead of Redis (§13), race-free:
 * an optional ``Idempotency-Key`` header (≤ 255 printable characters, kept 24 h): a retry with the same key
   and the same body gets the original response (status and body, byte for byte) instead of a 409; the
   same key with a different body is a 422.
+
+``POST /api/v1/trading-signals/webhook`` is the same ingestion for senders that cannot set headers (TradingView
+alerts): API key in the body's ``apiKey``, ``alertId`` as the idempotency key (docs/api.md, "Signals").
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Response, delete, get, post, put
+from litestar import Request, Response, delete, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
-from app.api.auth import Principal, jwt_only, scoped
+from app.api.auth import Principal, json_object_body, jwt_only, scoped, scoped_by_body_key
 from app.api.common import signal_not_found
 from app.api.csv import csv_stream, export_filename, format_time, keyset_rows, parse_timezone
 from app.api.deps import PoolDep, PrincipalDep
@@ -211,8 +214,11 @@ async def create_signal(
     pool: PoolDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response[SignalOut]:
-    signal = clean_create(data)
-    key = checked_idempotency_key(idempotency_key)
+    return await _store_signal(pool, principal, clean_create(data), checked_idempotency_key(idempotency_key))
+
+
+async def _store_signal(pool: asyncpg.Pool, principal: Principal, signal: CleanSignal, key: str | None) -> Response:
+    """Insert the signal (201), or replay the response stored under ``key``; 409 inside the duplicate window."""
     request_hash = hashlib.sha256(msgspec.json.encode(signal)).hexdigest()
     async with transaction(pool) as conn:
         if key is not None:
@@ -235,6 +241,33 @@ async def create_signal(
     # The request id is on this line (log context), the signal id links it to the worker's lines.
     log.info("signal accepted", extra={"fields": {"signal_id": row["id"], "token": signal.token_address}})
     return Response(content=body, status_code=201, media_type="application/json")
+
+
+@post(
+    "/api/v1/trading-signals/webhook",
+    dependencies={"principal": scoped_by_body_key("signals:write", rate_limit=SIGNAL_INGEST)},
+    summary="Ingest a trading signal from a sender that cannot set headers (TradingView alerts)",
+    description="The body is the signal of POST /api/v1/trading-signals plus `apiKey` (an API key with the "
+    "signals or signals:write scope) and optionally `alertId` (the Idempotency-Key: a retried delivery with the "
+    "same alertId returns the original response). Any Content-Type; the body must be a JSON object. Same "
+    "duplicate window and rate limit (120 a minute per key) as the main route; the key is never stored or "
+    "echoed.",
+    tags=["Signals"],
+    status_code=201,
+    responses=error_responses(400, 401, 403, 409, 422, 429),
+)
+async def create_signal_from_webhook(request: Request, principal: PrincipalDep, pool: PoolDep) -> Response[SignalOut]:
+    body = await json_object_body(request)
+    alert_id = body.pop("alertId", None)
+    body.pop("apiKey", None)
+    if alert_id is not None and not isinstance(alert_id, str | int):
+        raise bad_request("alertId must be a string")
+    try:
+        data = msgspec.convert(body, SignalCreate)
+    except msgspec.ValidationError as exc:
+        raise bad_request(f"Invalid signal: {exc}") from None
+    key = checked_idempotency_key(None if alert_id is None else str(alert_id))
+    return await _store_signal(pool, principal, clean_create(data), key)
 
 
 class SignalFilters(msgspec.Struct, frozen=True):
@@ -457,6 +490,7 @@ async def delete_signal(signal_id: SignalId, principal: PrincipalDep, pool: Pool
 
 ROUTES = [
     create_signal,
+    create_signal_from_webhook,
     list_signals,
     export_signals,
     delete_all_signals,
