@@ -118,16 +118,21 @@ SELECT (SELECT count(*) FROM a) AS access_tokens, (SELECT count(*) FROM s) AS se
        (SELECT count(*) FROM t) AS throttles;
 
 -- name: auth_insert_api_key
--- $1 user id, $2 name, $3 key hash, $4 display prefix, $5 scopes, $6 expiry (NULL = never).
-INSERT INTO api_keys (user_id, name, key_hash, key_prefix, scopes, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING id, name, key_prefix, scopes, created_at, expires_at, last_used_at;
+-- $1 user id, $2 name, $3 key hash, $4 display prefix, $5 scopes, $6 expiry (NULL = never), $7 allowed source
+-- networks (NULL = any address).
+INSERT INTO api_keys (user_id, name, key_hash, key_prefix, scopes, expires_at, allowed_ips)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id, name, key_prefix, scopes, created_at, expires_at, last_used_at, allowed_ips::text[] AS allowed_ips;
 
 -- name: auth_list_api_keys
-SELECT id, name, key_prefix, scopes, created_at, expires_at, last_used_at FROM api_keys WHERE user_id = $1
+SELECT id, name, key_prefix, scopes, created_at, expires_at, last_used_at, allowed_ips::text[] AS allowed_ips
+FROM api_keys
+WHERE user_id = $1
 ORDER BY created_at DESC, id;
 
 -- name: auth_get_api_key
-SELECT id, name, key_prefix, scopes, created_at, expires_at, last_used_at FROM api_keys
+SELECT id, name, key_prefix, scopes, created_at, expires_at, last_used_at, allowed_ips::text[] AS allowed_ips
+FROM api_keys
 WHERE id = $1 AND user_id = $2;
 
 -- name: auth_delete_api_key
@@ -135,20 +140,20 @@ DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING id;
 
 -- name: auth_api_key_by_hash
 -- $1 sha256 hex of the presented key: the one indexed lookup of every API-key request.
-SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, u.email
+SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, k.allowed_ips::text[] AS allowed_ips, u.email
 FROM api_keys k JOIN users u ON u.id = k.user_id
 WHERE k.key_hash = $1;
 
 -- name: auth_api_key_legacy_candidates
 -- $1 the presented key's possible display prefixes: imported rows with a bcrypt hash, checked by the caller.
-SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, u.email
+SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, k.allowed_ips::text[] AS allowed_ips, u.email
 FROM api_keys k JOIN users u ON u.id = k.user_id
 WHERE k.key_prefix = ANY ($1::text[]) AND left(k.key_hash, 4) IN ('$2a$', '$2b$', '$2y$')
 LIMIT 8;
 
 -- name: auth_api_key_by_id_and_hash
 -- A cached (bcrypt-verified) key, re-read on every request so a deleted or re-hashed key fails at once.
-SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, u.email
+SELECT k.id, k.user_id, k.key_hash, k.scopes, k.expires_at, k.allowed_ips::text[] AS allowed_ips, u.email
 FROM api_keys k JOIN users u ON u.id = k.user_id
 WHERE k.id = $1 AND k.key_hash = $2;
 

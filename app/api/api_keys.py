@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
 
 import msgspec
@@ -23,6 +24,7 @@ from app.auth.runtime import auth_runtime
 from app.db import Q
 
 NAME_MAX_LENGTH = 100
+MAX_ALLOWED_IPS = 50
 JWT = {"principal": jwt_only()}
 
 
@@ -30,6 +32,7 @@ class CreateApiKeyBody(msgspec.Struct, rename="camel"):
     name: str
     scopes: list[str]
     expires_at: str | None = None  # ISO-8601; absent = never (the reference's keys never expire)
+    allowed_ips: list[str] | None = None  # addresses or networks the key may be used from; absent = any
 
 
 class ApiKeyRow(msgspec.Struct, frozen=True):
@@ -40,6 +43,7 @@ class ApiKeyRow(msgspec.Struct, frozen=True):
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
+    allowed_ips: list[str] | None
 
 
 def _key_json(row: ApiKeyRow) -> dict[str, Any]:
@@ -52,6 +56,7 @@ def _key_json(row: ApiKeyRow) -> dict[str, Any]:
         "expiresAt": None if row.expires_at is None else iso(row.expires_at),
         # Within a minute: uses are recorded at most once a minute per key and API process.
         "lastUsedAt": None if row.last_used_at is None else iso(row.last_used_at),
+        "allowedIps": row.allowed_ips,
     }
 
 
@@ -70,6 +75,21 @@ def _checked_expiry(value: str | None) -> datetime | None:
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise field_error("expiresAt", "expiresAt must be in the future")
     return expires_at
+
+
+def _checked_networks(values: list[str] | None) -> list[IPv4Network | IPv6Network] | None:
+    """Addresses (``52.89.214.238``) or networks (``10.0.0.0/8``, ``2001:db8::/32``); host bits are dropped."""
+    if values is None:
+        return None
+    if not values or len(values) > MAX_ALLOWED_IPS:
+        raise field_error("allowedIps", f"allowedIps must list 1 to {MAX_ALLOWED_IPS} addresses, or be omitted")
+    networks = []
+    for value in values:
+        try:
+            networks.append(ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise field_error("allowedIps", f"Not an IP address or network: {value!r}") from None
+    return list(dict.fromkeys(networks))
 
 
 def _checked_name(name: str) -> str:
@@ -93,10 +113,10 @@ def _not_found() -> ApiError:
 @post("/api/v1/api-keys", dependencies=JWT, tags=["api-keys"])
 async def create_api_key(data: JSONBody[CreateApiKeyBody], principal: PrincipalDep, pool: PoolDep) -> Response[Any]:
     name, scopes = _checked_name(data.name), _checked_scopes(data.scopes)
-    expires_at = _checked_expiry(data.expires_at)
+    expires_at, networks = _checked_expiry(data.expires_at), _checked_networks(data.allowed_ips)
     raw_key, key_hash, prefix = generate_api_key()
     row = await Q.auth_insert_api_key.fetch_one(
-        pool, principal.user_id, name, key_hash, prefix, scopes, expires_at, into=ApiKeyRow
+        pool, principal.user_id, name, key_hash, prefix, scopes, expires_at, networks, into=ApiKeyRow
     )
     assert row is not None
     return Response({**_key_json(row), "key": raw_key}, status_code=201)

@@ -31,8 +31,8 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
 from app.api.errors import ApiError
-from app.auth.keys import API_KEY_PREFIX, hash_api_key, looks_like_api_key
-from app.auth.ratelimit import RateLimit, enforce_rate_limit, guard_credentials
+from app.auth.keys import API_KEY_PREFIX, address_allowed, hash_api_key, looks_like_api_key
+from app.auth.ratelimit import RateLimit, client_ip, enforce_rate_limit, guard_credentials
 from app.auth.runtime import auth_runtime
 from app.auth.tokens import ACCESS_TTL, JWT_ALGORITHM, TokenError, issue_access_token, read_token
 from app.metrics import AUTH_EVENTS_TOTAL
@@ -116,7 +116,8 @@ async def principal_from_access_token(state: State, token: str) -> Principal:
     )
 
 
-async def principal_from_api_key(state: State, raw_key: str, scope: str | None) -> Principal:
+async def principal_from_api_key(state: State, raw_key: str, scope: str | None, client: str) -> Principal:
+    """``client``: the caller's address (``client_ip``), checked against the key's ``allowedIps``."""
     row = await auth_runtime(state).api_keys.verify(state.pool, raw_key)
     if row is None:
         AUTH_EVENTS_TOTAL.labels("api_key_refused").inc()
@@ -124,6 +125,9 @@ async def principal_from_api_key(state: State, raw_key: str, scope: str | None) 
     if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
         AUTH_EVENTS_TOTAL.labels("api_key_expired").inc()
         raise _unauthorized("API key expired", "API_KEY_EXPIRED")
+    if row.allowed_ips is not None and not address_allowed(client, row.allowed_ips):
+        AUTH_EVENTS_TOTAL.labels("api_key_address_refused").inc()
+        raise ApiError(403, "API key not allowed from this address", "IP_NOT_ALLOWED")
     auth_runtime(state).api_keys.note_use(state.pool, row.id)
     principal = Principal(user_id=row.user_id, email=row.email, api_key_id=row.id, scopes=frozenset(row.scopes))
     if scope is not None and not principal.has_scope(scope):
@@ -175,7 +179,8 @@ def scoped(scope: str, rate_limit: RateLimit | None = None) -> Provide:
         if not looks_like_api_key(credential):
             credential = bearer_token(request, "Authorization required")
         if looks_like_api_key(credential):
-            return await guard_credentials(request, lambda: principal_from_api_key(state, credential, scope))
+            client = client_ip(request, state.settings.trusted_proxies)
+            return await guard_credentials(request, lambda: principal_from_api_key(state, credential, scope, client))
         return await guard_credentials(request, lambda: principal_from_access_token(state, credential))
 
     async def provide(request: Request, state: State, pool: NamedDependency[asyncpg.Pool]) -> Principal:
@@ -191,7 +196,8 @@ _body_decoder = msgspec.json.Decoder()
 
 
 async def json_object_body(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, whatever its Content-Type (TradingView sends JSON as text/plain)."""
+    """The request body as a JSON object, whatever its Content-Type (senders such as TradingView label a message
+    text/plain unless they judge it valid JSON; a template with a bad placeholder turns it into text)."""
     try:
         body = _body_decoder.decode(await request.body())
     except msgspec.DecodeError:
@@ -212,7 +218,8 @@ def scoped_by_body_key(scope: str, rate_limit: RateLimit | None = None) -> Provi
         credential = (await json_object_body(request)).get("apiKey")
         if not isinstance(credential, str) or not credential:
             raise _unauthorized("apiKey is required in the body")
-        principal = await guard_credentials(request, lambda: principal_from_api_key(state, credential, scope))
+        client = client_ip(request, state.settings.trusted_proxies)
+        principal = await guard_credentials(request, lambda: principal_from_api_key(state, credential, scope, client))
         if rate_limit is not None:
             await enforce_rate_limit(request, rate_limit, principal)
         return principal

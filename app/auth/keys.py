@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from ipaddress import ip_address, ip_network
 
 import asyncpg
 import bcrypt
@@ -59,6 +60,18 @@ class ApiKeyRow(msgspec.Struct, frozen=True):
     scopes: list[str]
     email: str
     expires_at: datetime | None = None  # checked by the caller on every use, cached or not
+    allowed_ips: list[str] | None = None  # networks (cidr text); checked like the expiry; None = any address
+
+
+def address_allowed(address: str, networks: list[str]) -> bool:
+    """Whether ``address`` (the caller's, as ``client_ip`` gives it) lies in one of ``networks`` (cidr text). An
+    IPv4 address seen as IPv4-mapped IPv6 (``::ffff:1.2.3.4``, dual-stack sockets) counts as itself."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    candidates = [ip] if ip.version == 4 or ip.ipv4_mapped is None else [ip, ip.ipv4_mapped]
+    return any(candidate in ip_network(network) for network in networks for candidate in candidates)
 
 
 def looks_like_api_key(value: str) -> bool:

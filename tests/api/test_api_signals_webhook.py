@@ -32,7 +32,7 @@ async def test_a_tradingview_alert_is_stored_for_the_keys_owner_and_wakes_the_wo
     woken: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener("signal_created", lambda *args: woken.put_nowait(args[3]))
     try:
-        # TradingView posts the alert message as text/plain even when it is JSON.
+        # Senders label what they post as they please (TradingView: text/plain unless it judges the message JSON).
         response = await client.post(
             URL, content=msgspec.json.encode(alert(key)), headers={"Content-Type": "text/plain; charset=utf-8"}
         )
@@ -105,3 +105,23 @@ async def test_shares_the_ingest_rate_limit_per_key(client, pool, user) -> None:
         assert response.status_code == 201, response.text
     refused = await client.post(URL, json=alert(key, signalType="one too many"))
     assert refused.status_code == 429
+
+
+async def test_a_key_tied_to_addresses_is_refused_from_elsewhere(client, pool, user) -> None:
+    key = await key_for(pool, user)
+    assert (await client.post(URL, json=alert(key, signalType="before"))).status_code == 201  # now cached
+    # Tied to an address by hand: the revocation notice (migration 0074) evicts the cached key everywhere.
+    await pool.execute(
+        "UPDATE api_keys SET allowed_ips = ARRAY['52.89.214.238/32']::cidr[] WHERE user_id = $1", user.id
+    )
+    deadline = asyncio.get_running_loop().time() + 2
+    for attempt in range(1000):  # until the notice has arrived (each attempt a distinct signal: no 409)
+        refused = await client.post(URL, json=alert(key, signalType=f"after-{attempt}"))
+        if refused.status_code != 201 or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert refused.status_code == 403 and refused.json()["code"] == "IP_NOT_ALLOWED"  # the client is no such address
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM trading_signals WHERE user_id = $1 AND signal_type = $2", user.id, f"after-{attempt}"
+    )
+    assert stored == 0

@@ -18,6 +18,7 @@ from litestar.testing import AsyncTestClient
 
 from app.api.auth import IMPLIED_SCOPES, SCOPES, scoped
 from app.api.deps import PrincipalDep
+from app.auth.keys import address_allowed
 from app.auth.runtime import auth_runtime
 from tests.auth.helpers import bearer, eventually, register
 from tests.factories import create_user
@@ -67,8 +68,9 @@ async def test_create_returns_the_key_once_and_stores_only_its_sha256(client: As
     response = await create_key(client, owner["accessToken"], ["signals", "agents"], name="  Signal engine  ")
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "name", "key", "prefix", "scopes", "createdAt", "expiresAt", "lastUsedAt"}
+    assert set(body) == {"id", "name", "key", "prefix", "scopes", "createdAt", "expiresAt", "lastUsedAt", "allowedIps"}
     assert body["expiresAt"] is None  # the reference's keys never expire, and neither do keys created without one
+    assert body["allowedIps"] is None  # nor are they tied to an address
     assert KEY_FORMAT.match(body["key"])
     assert body["prefix"] == body["key"][:8]
     assert body["name"] == "Signal engine"
@@ -115,6 +117,53 @@ async def test_a_key_with_an_expiry_works_until_then_and_is_refused_after(client
         await asyncio.sleep(0.02)
     assert answer.status_code == 401
     assert (answer.json()["error"], answer.json()["code"]) == ("API key expired", "API_KEY_EXPIRED")
+
+
+async def test_a_key_limited_to_addresses_works_only_from_them(client: AsyncTestClient, owner) -> None:
+    access = owner["accessToken"]
+    for bad, message in [
+        ([], "1 to 50"),
+        (["10.0.0.1"] * 51, "1 to 50"),
+        (["not-an-ip"], "Not an IP address or network: 'not-an-ip'"),
+        (["10.0.0.0/33"], "Not an IP address or network"),
+    ]:
+        refused = await client.post(
+            "/api/v1/api-keys", json={"name": "x", "scopes": ["agents"], "allowedIps": bad}, headers=bearer(access)
+        )
+        assert refused.status_code == 400 and message in refused.text, refused.text
+
+    created = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "tv", "scopes": ["agents"], "allowedIps": ["52.89.214.238", " 10.20.0.0/16", "2001:db8::/32"]},
+        headers=bearer(access),
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["allowedIps"] == ["52.89.214.238/32", "10.20.0.0/16", "2001:db8::/32"]
+    fetched = await client.get(f"/api/v1/api-keys/{body['id']}", headers=bearer(access))
+    assert fetched.json()["allowedIps"] == body["allowedIps"]
+
+    async def status_from(address: str) -> tuple[int, str | None]:
+        answer = await client.get(
+            "/test-only/scoped/agents", headers={"X-API-Key": body["key"], "X-Forwarded-For": address}
+        )
+        return answer.status_code, answer.json().get("code") if answer.status_code != 200 else None
+
+    # Twice each: the second answer comes from the verified-key cache, which must check the address too.
+    for _ in range(2):
+        assert await status_from("52.89.214.238") == (200, None)
+        assert await status_from("10.20.3.4") == (200, None)
+        assert await status_from("::ffff:10.20.9.9") == (200, None)  # IPv4 seen through a dual-stack socket
+        assert await status_from("2001:db8:1::5") == (200, None)
+        assert await status_from("10.21.0.1") == (403, "IP_NOT_ALLOWED")
+        assert await status_from("2001:db9::1") == (403, "IP_NOT_ALLOWED")
+
+
+def test_address_allowed_reads_addresses_it_cannot_parse_as_outside() -> None:
+    assert address_allowed("192.0.2.7", ["192.0.2.0/24"])
+    assert not address_allowed("testclient", ["0.0.0.0/0"])
+    assert not address_allowed("", ["0.0.0.0/0"])
+    assert address_allowed("::1", ["::1/128"]) and not address_allowed("::1", ["127.0.0.1/32"])
 
 
 async def test_list_is_newest_first_inside_items(client: AsyncTestClient, owner) -> None:
