@@ -17,8 +17,7 @@ from app.api.auth import SCOPES, jwt_only
 from app.api.auth_routes import field_error
 from app.api.deps import PoolDep, PrincipalDep
 from app.api.errors import ApiError
-from app.api.serialization import parse_datetime
-from app.auth.accounts import iso
+from app.api.serialization import iso, parse_datetime
 from app.auth.keys import generate_api_key
 from app.auth.runtime import auth_runtime
 from app.db import Q

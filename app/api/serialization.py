@@ -14,7 +14,7 @@ import re
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 import msgspec
 from litestar import Response
@@ -82,11 +82,17 @@ def assume_utc(value: datetime) -> datetime:
 
 def now_iso() -> str:
     """The current UTC time as :func:`iso` writes it."""
-    return iso(datetime.now(UTC)) or ""
+    return iso(datetime.now(UTC))
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
-    """JS ``Date.toJSON()``: ``2025-01-27T12:00:00.000Z``."""
+    """JS ``Date.toJSON()``: ``2025-01-27T12:00:00.000Z`` (naive values are UTC); None stays None."""
     if value is None:
         return None
     value = assume_utc(value).astimezone(UTC)

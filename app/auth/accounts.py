@@ -15,12 +15,13 @@ import hashlib
 import math
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import msgspec
 
 from app.api.errors import ApiError
+from app.api.serialization import iso
 from app.auth.runtime import AuthRuntime
 from app.db import Q
 from app.metrics import AUTH_EVENTS_TOTAL
@@ -64,12 +65,6 @@ def email_problem(email: str) -> str | None:
 
 def email_digest(email: str) -> str:
     return hashlib.sha256(email.encode()).hexdigest()
-
-
-def iso(moment: datetime) -> str:
-    """JavaScript ``Date.toJSON()`` form, as the reference returns timestamps: UTC, milliseconds, ``Z``."""
-    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def user_json(user: UserRow) -> dict[str, str]:
