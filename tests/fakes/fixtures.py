@@ -6,6 +6,7 @@ root ``tests/conftest.py``, or import the fixtures by name into a sub-directory 
   started servers, one per test.
 * ``no_sleep``: a :class:`SleepRecorder` to pass as ``sleep=`` so backoff runs instantly while the
   requested delays are recorded in ``no_sleep.delays``.
+* ``live_market_options``: ``build_market`` keyword arguments pointing every live source at the fakes.
 """
 
 from __future__ import annotations
@@ -66,3 +67,24 @@ async def fake_dexscreener() -> AsyncIterator[FakeDexScreener]:
 async def fake_hermes() -> AsyncIterator[FakeHermes]:
     async with FakeHermes() as fake:
         yield fake
+
+
+@pytest.fixture
+def live_market_options(
+    fake_jupiter: FakeJupiter,
+    fake_rpc: FakeSolanaRpc,
+    fake_hermes: FakeHermes,
+    fake_dexscreener: FakeDexScreener,
+    no_sleep: SleepRecorder,
+) -> dict:
+    return {
+        "jupiter_api_key": "test-key",
+        "jupiter_ultra_url": fake_jupiter.ultra_url,
+        "jupiter_swap_url": fake_jupiter.swap_url,
+        "jupiter_price_url": fake_jupiter.price_url,
+        "jupiter_tokens_url": fake_jupiter.tokens_url,
+        "dexscreener_url": fake_dexscreener.url,
+        "pyth_url": fake_hermes.url,
+        "solana_rpc_url": fake_rpc.url,
+        "sleep": no_sleep,
+    }

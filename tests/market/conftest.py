@@ -7,5 +7,6 @@ from tests.fakes.fixtures import (  # noqa: F401
     fake_jupiter,
     fake_rpc,
     http_session,
+    live_market_options,
     no_sleep,
 )

@@ -199,23 +199,8 @@ async def test_a_long_retry_after_fails_every_client_at_once_with_nothing_sent(h
     assert limited_jupiter.calls["quote"] == 0 and limited_jupiter.calls["order"] == 1
 
 
-async def test_market_shares_one_jupiter_budget_across_its_clients(
-    fake_jupiter, fake_rpc, fake_hermes, fake_dexscreener, no_sleep
-) -> None:
-    market = build_market(
-        "jupiter",
-        jupiter_api_key=KEY,
-        jupiter_ultra_url=fake_jupiter.ultra_url,
-        jupiter_swap_url=fake_jupiter.swap_url,
-        jupiter_price_url=fake_jupiter.price_url,
-        jupiter_tokens_url=fake_jupiter.tokens_url,
-        dexscreener_url=fake_dexscreener.url,
-        pyth_url=fake_hermes.url,
-        solana_rpc_url=fake_rpc.url,
-        sleep=no_sleep,
-        jupiter_max_rps=5,
-        solana_rpc_max_rps=20,
-    )
+async def test_market_shares_one_jupiter_budget_across_its_clients(live_market_options) -> None:
+    market = build_market("jupiter", **live_market_options, jupiter_max_rps=5, solana_rpc_max_rps=20)
     async with market as m:
         budgets = {id(m.quoter.http.budget), id(m.metis.http.budget), id(m.price_source.http.budget),
                    id(m.metrics.http.budget)}  # fmt: skip

@@ -37,21 +37,11 @@ async def test_replay_seed_generates_a_fresh_timeline_and_rpc_is_optional(fake_r
         assert await m.rpc.get_block_height() == fake_rpc.block_height
 
 
-async def test_live_sources_wired_to_fakes(fake_jupiter, fake_rpc, fake_hermes, fake_dexscreener, no_sleep):
+async def test_live_sources_wired_to_fakes(fake_jupiter, fake_rpc, fake_dexscreener, live_market_options):
     fake_jupiter.usd_prices[TOKEN] = Decimal("0.0144655")
     fake_dexscreener.add_pair(TOKEN, price_native="0.0001", liquidity_quote="55")
     fake_jupiter.token_info[TOKEN] = {"id": TOKEN, "mcap": 1, "liquidity": 2, "holderCount": 3}
-    kw = dict(
-        jupiter_api_key="test-key",
-        jupiter_ultra_url=fake_jupiter.ultra_url,
-        jupiter_swap_url=fake_jupiter.swap_url,
-        jupiter_price_url=fake_jupiter.price_url,
-        jupiter_tokens_url=fake_jupiter.tokens_url,
-        dexscreener_url=fake_dexscreener.url,
-        pyth_url=fake_hermes.url,
-        solana_rpc_url=fake_rpc.url,
-        sleep=no_sleep,
-    )
+    kw = live_market_options
     async with build_market("jupiter", **kw) as m:
         assert isinstance(m.price_source, JupiterPriceSource)
         assert (await m.sol_usd.wait_ready(3)).price == Decimal("144.655")
