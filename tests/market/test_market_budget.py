@@ -214,22 +214,22 @@ async def test_market_shares_one_jupiter_budget_across_its_clients(live_market_o
 
 
 async def test_bulk_requests_keep_the_schedule_within_the_horizon() -> None:
-    """100 entry quotes at 50 a second fill 2 s of slots; a price poll arriving 0.1 s in waits for the horizon
-    (0.1 s here), not behind all of them."""
+    """100 entry quotes at 50 a second fill 2 s of slots; a price poll arriving 0.1 s in goes within the horizon
+    (0.1 s here), ahead of most of them, not behind all of them."""
     b = UpstreamBudget("jupiter", rate=50, bulk_horizon=0.1, max_wait=10)
-    sent: list[tuple[str, float]] = []
-    started = time.monotonic()
+    sent: list[str] = []
 
     async def request(kind: str) -> None:
         await b.acquire(bulk=kind == "entry")
-        sent.append((kind, time.monotonic() - started))
+        sent.append(kind)
 
     entries = [asyncio.create_task(request("entry")) for _ in range(100)]
     await asyncio.sleep(0.1)
+    asked = time.monotonic()
     await request("price")
-    price_at = dict(sent)["price"]
-    assert price_at < 0.1 + 0.25  # horizon + a few slots + scheduling slack; 2 s behind the entries otherwise
-    assert sum(1 for kind, _ in sent if kind == "entry") < 30  # most entries still waiting when it went
+    waited = time.monotonic() - asked
+    assert sent.index("price") < 50  # by order, whatever the machine's speed; it is last without the horizon
+    assert waited < 1.0  # the horizon plus slack; about 2 s behind the entries otherwise
     await asyncio.gather(*entries)
     assert len(sent) == 101
 
