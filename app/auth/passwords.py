@@ -6,8 +6,12 @@ bounded by a semaphore so a burst of logins cannot pin every core and 64 MiB per
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import os
 import secrets
+import string
+from pathlib import Path
 
 import argon2
 import bcrypt
@@ -24,6 +28,24 @@ BCRYPT_MAX_BYTES = 72
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 
 
+# 19,646 passwords seen most often in breaches: Django's list (django/contrib/auth/common-passwords.txt.gz,
+# Django 5.2, BSD-3-Clause), compiled by Royce Williams from breach corpora. Loaded on first use.
+COMMON_PASSWORDS_FILE = Path(__file__).with_name("common-passwords.txt.gz")
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    return frozenset(gzip.decompress(COMMON_PASSWORDS_FILE.read_bytes()).decode().split())
+
+
+def is_common_password(password: str) -> bool:
+    """Whether ``password`` is a breached favourite dressed up to pass the character rules: compared lower-cased,
+    with symbols and spaces at either end stripped, so ``Password1!`` is ``password1``, which is on the list."""
+    lowered = password.lower()
+    core = lowered.strip(string.punctuation + string.whitespace)
+    return lowered in _common_passwords() or core in _common_passwords()
+
+
 def policy_violation(password: str, min_length: int = MIN_LENGTH) -> str | None:
     """The first rule ``password`` breaks, as a message for the client; None when it satisfies all of them."""
     if len(password) < min_length:
@@ -38,6 +60,8 @@ def policy_violation(password: str, min_length: int = MIN_LENGTH) -> str | None:
         return "Password must contain at least one number"
     if all(c.isalnum() for c in password):
         return "Password must contain at least one special character"
+    if is_common_password(password):
+        return "Password is too common: it appears on lists of breached passwords"
     return None
 
 

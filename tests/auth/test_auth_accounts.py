@@ -69,6 +69,7 @@ async def test_wrong_password_and_unknown_email_get_the_same_answer(client: Asyn
         ("AAAA1!AA", "Password must contain at least one lowercase letter"),
         ("Aaaaa!aa", "Password must contain at least one number"),
         ("Aaaaa1aa", "Password must contain at least one special character"),
+        ("Password1!", "Password is too common: it appears on lists of breached passwords"),
     ],
 )
 async def test_password_policy_names_the_failed_rule(client: AsyncTestClient, password: str, rule: str) -> None:

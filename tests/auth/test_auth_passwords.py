@@ -6,7 +6,7 @@ from __future__ import annotations
 import bcrypt
 from litestar.testing import AsyncTestClient
 
-from app.auth.passwords import PasswordHasher, policy_violation
+from app.auth.passwords import PasswordHasher, is_common_password, policy_violation
 from tests.auth.helpers import PASSWORD, hash_ops, login, new_email, register
 from tests.factories import create_user
 
@@ -92,3 +92,15 @@ def test_policy_counts_unicode_letters_and_symbols() -> None:
     assert policy_violation("Ünïcode-1") is None
     assert policy_violation("Pass word1") is None  # a space is a special character
     assert policy_violation("Passwörd1") == "Password must contain at least one special character"
+
+
+def test_breached_favourites_are_refused_even_dressed_up() -> None:
+    # On the list as they are, or once lower-cased and stripped of symbols at either end.
+    for password in ("Password1!", "Qwerty123!", "!Iloveyou1 ", "Princess1#", "Trustno1."):
+        assert is_common_password(password), password
+        assert policy_violation(password) == "Password is too common: it appears on lists of breached passwords"
+    assert is_common_password("PRINCESS1#")  # any case (the character rules refuse this one first)
+    # Symbols inside the password are part of it: these are not on the list.
+    for password in ("Pass!word1", "Correct-Horse-9", "TestPassword123!", "Qwerty123!x"):
+        assert not is_common_password(password), password
+    assert policy_violation("Correct-Horse-9") is None
