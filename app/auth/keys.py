@@ -23,6 +23,7 @@ listener is down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import math
@@ -31,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 import asyncpg
 import bcrypt
@@ -71,7 +72,13 @@ def address_allowed(address: str, networks: list[str]) -> bool:
     except ValueError:
         return False
     candidates = [ip] if ip.version == 4 or ip.ipv4_mapped is None else [ip, ip.ipv4_mapped]
-    return any(candidate in ip_network(network) for network in networks for candidate in candidates)
+    return any(candidate in network for network in _parsed(tuple(networks)) for candidate in candidates)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(networks: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Each key's list is parsed once, not on every request (up to 50 networks per key)."""
+    return tuple(ip_network(network) for network in networks)
 
 
 def looks_like_api_key(value: str) -> bool:
