@@ -83,8 +83,11 @@ class Market:
         common: dict[str, Any] = {"retry": o["retry"], "sleep": o["sleep"]}
         self.executor = self.metis = self.replay = None
         # One budget per upstream account, shared by every client of it in this process (app/market/budget.py).
-        self.jupiter_budget = UpstreamBudget("jupiter", o["jupiter_max_rps"], sleep=o["sleep"])
-        self.rpc_budget = UpstreamBudget("solana-rpc", o["solana_rpc_max_rps"], sleep=o["sleep"])
+        # A request waits at most half the quote timeout for its turn, so a rate limit reads RATE_LIMITED, not a
+        # quote that "timed out" while it was never sent.
+        wait = o["quote_timeout"] / 2
+        self.jupiter_budget = UpstreamBudget("jupiter", o["jupiter_max_rps"], max_wait=wait, sleep=o["sleep"])
+        self.rpc_budget = UpstreamBudget("solana-rpc", o["solana_rpc_max_rps"], max_wait=wait, sleep=o["sleep"])
         self.rpc = (
             SolanaRpc(
                 self.session,

@@ -206,6 +206,7 @@ async def test_market_shares_one_jupiter_budget_across_its_clients(live_market_o
                    id(m.metrics.http.budget)}  # fmt: skip
         assert budgets == {id(m.jupiter_budget)}
         assert m.jupiter_budget.interval == pytest.approx(0.2)
+        assert m.jupiter_budget.max_wait == 5.0  # half the 10 s quote timeout: a wait never ends as a "timeout"
         assert m.rpc.http.budget is m.rpc_budget and m.rpc_budget.interval == pytest.approx(0.05)
         assert m.liquidity.budget.interval == pytest.approx(0.2) and m.liquidity.budget.burst == 300
 
