@@ -26,12 +26,12 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Request, Response, delete, get, post, put
+from litestar import Response, delete, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
-from app.api.auth import Principal, json_object_body, jwt_only, scoped, scoped_by_body_key
+from app.api.auth import Principal, jwt_only, scoped, scoped_by_body_key
 from app.api.common import signal_not_found
 from app.api.csv import csv_stream, export_filename, format_time, keyset_rows, parse_timezone
 from app.api.deps import PoolDep, PrincipalDep
@@ -73,6 +73,16 @@ class SignalCreate(msgspec.Struct, rename="camel", kw_only=True):
     symbol: str | None = None
     activation_reason: str | None = None
     source: str | None = None
+
+
+class WebhookSignal(SignalCreate, kw_only=True):
+    """A signal with its credential and retry key in the body, for senders that cannot set headers."""
+
+    # Read (and verified) by the route's ``scoped_by_body_key``; optional here so a missing key is its 401.
+    api_key: Annotated[str | None, msgspec.Meta(description="API key with the signals or signals:write scope")] = None
+    alert_id: Annotated[
+        str | int | None, msgspec.Meta(description="The sender's id for this alert, used as the Idempotency-Key")
+    ] = None
 
 
 class SignalUpdate(msgspec.Struct, rename="camel", kw_only=True):
@@ -256,18 +266,19 @@ async def _store_signal(pool: asyncpg.Pool, principal: Principal, signal: CleanS
     status_code=201,
     responses=error_responses(400, 401, 403, 409, 422, 429),
 )
-async def create_signal_from_webhook(request: Request, principal: PrincipalDep, pool: PoolDep) -> Response[SignalOut]:
-    body = await json_object_body(request)
-    alert_id = body.pop("alertId", None)
-    body.pop("apiKey", None)
-    if alert_id is not None and not isinstance(alert_id, str | int):
-        raise bad_request("alertId must be a string")
-    try:
-        data = msgspec.convert(body, SignalCreate)
-    except msgspec.ValidationError as exc:
-        raise bad_request(f"Invalid signal: {exc}") from None
-    key = checked_idempotency_key(None if alert_id is None else str(alert_id))
-    return await _store_signal(pool, principal, clean_create(data), key)
+async def create_signal_from_webhook(
+    data: JSONBody[WebhookSignal], principal: PrincipalDep, pool: PoolDep
+) -> Response[SignalOut]:
+    signal = SignalCreate(
+        token_address=data.token_address,
+        signal_type=data.signal_type,
+        signal_strength=data.signal_strength,
+        symbol=data.symbol,
+        activation_reason=data.activation_reason,
+        source=data.source,
+    )
+    key = checked_idempotency_key(None if data.alert_id is None else str(data.alert_id))
+    return await _store_signal(pool, principal, clean_create(signal), key)
 
 
 class SignalFilters(msgspec.Struct, frozen=True):

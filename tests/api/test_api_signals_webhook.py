@@ -83,19 +83,27 @@ async def test_credentials_come_from_the_body_only(client, pool, user) -> None:
 
 async def test_bad_bodies_are_400_before_anything_is_stored(client, pool, user) -> None:
     key = await key_for(pool, user)
-    cases = [
+    cases = [  # (body, text the 400 must contain)
         (b"{not json", "Malformed JSON body"),
         (b"[1, 2]", "Body must be a JSON object"),
         (msgspec.json.encode(alert(key, signalStrength=9)), "signalStrength must be an integer between 1 and 5"),
         (msgspec.json.encode(alert(key, tokenAddress="not-a-mint")), "base58"),
-        (msgspec.json.encode(alert(key, alertId=["x"])), "alertId must be a string"),
-        (msgspec.json.encode({"apiKey": key, "signalStrength": 3}), "Invalid signal"),
+        (msgspec.json.encode(alert(key, alertId=["x"])), '"field":"alertId"'),
+        (msgspec.json.encode({"apiKey": key, "signalStrength": 3}), "tokenAddress"),
     ]
-    for raw, message in cases:
+    for raw, expected in cases:
         response = await client.post(URL, content=raw, headers={"Content-Type": "application/json"})
         assert response.status_code == 400, (raw, response.text)
-        assert message in response.json()["error"], (raw, response.text)
+        assert response.json()["code"] == "VALIDATION_ERROR" and expected in response.text, (raw, response.text)
     assert await pool.fetchval("SELECT count(*) FROM trading_signals WHERE user_id = $1", user.id) == 0
+
+
+async def test_the_body_schema_is_documented(client) -> None:
+    schema = (await client.get("/api/v1/docs/openapi.json")).json()
+    body = schema["paths"]["/api/v1/trading-signals/webhook"]["post"]["requestBody"]["content"]["application/json"]
+    ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    properties = schema["components"]["schemas"][ref]["properties"]
+    assert {"apiKey", "alertId", "tokenAddress", "signalType", "signalStrength"} <= set(properties)
 
 
 async def test_shares_the_ingest_rate_limit_per_key(client, pool, user) -> None:
