@@ -269,16 +269,9 @@ async def _store_signal(pool: asyncpg.Pool, principal: Principal, signal: CleanS
 async def create_signal_from_webhook(
     data: JSONBody[WebhookSignal], principal: PrincipalDep, pool: PoolDep
 ) -> Response[SignalOut]:
-    signal = SignalCreate(
-        token_address=data.token_address,
-        signal_type=data.signal_type,
-        signal_strength=data.signal_strength,
-        symbol=data.symbol,
-        activation_reason=data.activation_reason,
-        source=data.source,
-    )
+    # A WebhookSignal is a SignalCreate: clean_create reads the signal's fields and never sees apiKey or alertId.
     key = checked_idempotency_key(None if data.alert_id is None else str(data.alert_id))
-    return await _store_signal(pool, principal, clean_create(signal), key)
+    return await _store_signal(pool, principal, clean_create(data), key)
 
 
 class SignalFilters(msgspec.Struct, frozen=True):
