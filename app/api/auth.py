@@ -135,6 +135,13 @@ async def principal_from_api_key(state: State, raw_key: str, scope: str | None, 
     return principal
 
 
+async def _api_key_principal(request: Request, state: State, credential: str, scope: str) -> Principal:
+    """An API key presented by ``request`` (header or body), verified under the invalid-credential budget and
+    checked against the key's ``allowedIps`` for this request's client address."""
+    client = client_ip(request, state.settings.trusted_proxies)
+    return await guard_credentials(request, lambda: principal_from_api_key(state, credential, scope, client))
+
+
 def bearer_token(request: Request, missing_message: str) -> str:
     header = request.headers.get("authorization")
     if not header:
@@ -179,8 +186,7 @@ def scoped(scope: str, rate_limit: RateLimit | None = None) -> Provide:
         if not looks_like_api_key(credential):
             credential = bearer_token(request, "Authorization required")
         if looks_like_api_key(credential):
-            client = client_ip(request, state.settings.trusted_proxies)
-            return await guard_credentials(request, lambda: principal_from_api_key(state, credential, scope, client))
+            return await _api_key_principal(request, state, credential, scope)
         return await guard_credentials(request, lambda: principal_from_access_token(state, credential))
 
     async def provide(request: Request, state: State, pool: NamedDependency[asyncpg.Pool]) -> Principal:
@@ -218,8 +224,7 @@ def scoped_by_body_key(scope: str, rate_limit: RateLimit | None = None) -> Provi
         credential = (await json_object_body(request)).get("apiKey")
         if not isinstance(credential, str) or not credential:
             raise _unauthorized("apiKey is required in the body")
-        client = client_ip(request, state.settings.trusted_proxies)
-        principal = await guard_credentials(request, lambda: principal_from_api_key(state, credential, scope, client))
+        principal = await _api_key_principal(request, state, credential, scope)
         if rate_limit is not None:
             await enforce_rate_limit(request, rate_limit, principal)
         return principal
