@@ -12,6 +12,7 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 
 from app.metrics import REGISTRY
+from tests.in_loop import InLoopClient
 
 PASSWORD = "Correct-Horse-9"
 _ip_counter = itertools.count(1)
@@ -57,3 +58,19 @@ async def eventually(condition: Callable[[], bool], within_s: float = 2.0) -> bo
             return False
         await asyncio.sleep(0.01)
     return True
+
+
+async def refused_within(
+    http: InLoopClient, path: str, headers: dict[str, str], error: str, within_s: float = 2.0
+) -> bool:
+    """Poll ``path`` until it answers 401: True when that 401 says ``error``, False when it still answers 200
+    after ``within_s`` (any other answer fails the test). For revocations that reach a cache by notice."""
+    deadline = time.monotonic() + within_s
+    while True:
+        answer = await http.get(path, headers=headers)
+        if answer.status_code == 401:
+            return answer.json()["error"] == error
+        assert answer.status_code == 200, answer.text
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.02)

@@ -9,7 +9,6 @@ listener is down, because the cache is then bypassed.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -21,6 +20,7 @@ from app.auth.access_tokens import AccessTokenCache
 from app.auth.keys import ApiKeyVerifier
 from app.auth.revocations import RevocationListener
 from app.auth.runtime import auth_runtime
+from tests.auth import helpers
 from tests.auth.helpers import bearer, eventually, from_ip, register
 from tests.factories import create_user
 from tests.in_loop import InLoopClient, in_loop_app_client
@@ -63,15 +63,7 @@ async def warm(http: InLoopClient, access_token: str) -> None:
 
 
 async def refused_within(http: InLoopClient, access_token: str, within_s: float = NOTICE_WITHIN_S) -> bool:
-    deadline = time.monotonic() + within_s
-    while True:
-        answer = await http.get(ME, headers=bearer(access_token))
-        if answer.status_code == 401:
-            return answer.json()["error"] == "Token has been revoked"
-        assert answer.status_code == 200, answer.text
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.02)
+    return await helpers.refused_within(http, ME, bearer(access_token), "Token has been revoked", within_s)
 
 
 def claims(settings, access_token: str) -> dict:

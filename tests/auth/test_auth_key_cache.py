@@ -25,6 +25,7 @@ from app.api.deps import PrincipalDep
 from app.auth.keys import ApiKeyVerifier, generate_api_key
 from app.auth.revocations import RevocationListener
 from app.auth.runtime import auth_runtime
+from tests.auth import helpers
 from tests.auth.helpers import bearer, eventually, register
 from tests.factories import create_user
 from tests.in_loop import InLoopClient, in_loop_app_client
@@ -71,15 +72,7 @@ async def status(http: InLoopClient, raw_key: str) -> int:
 
 
 async def refused_within(http: InLoopClient, raw_key: str, within_s: float = NOTICE_WITHIN_S) -> bool:
-    deadline = time.monotonic() + within_s
-    while True:
-        answer = await http.get(PROBE, headers={"X-API-Key": raw_key})
-        if answer.status_code == 401:
-            return answer.json()["error"] == "Invalid API key"
-        assert answer.status_code == 200, answer.text
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.02)
+    return await helpers.refused_within(http, PROBE, {"X-API-Key": raw_key}, "Invalid API key", within_s)
 
 
 async def warm(http: InLoopClient, raw_key: str) -> None:
