@@ -47,6 +47,11 @@ def contender(database_url: str, name: str) -> WorkerContext:
     return WorkerContext(settings=None, pool=None, database_url=database_url, worker_id=name)  # type: ignore[arg-type]
 
 
+def campaign(ctx: WorkerContext, role: str, terms: Terms) -> asyncio.Task[None]:
+    """``ctx`` contends for ``role`` (retrying and checking its lock every 50 ms); ``terms`` records its terms."""
+    return asyncio.create_task(lead(ctx, role, terms.body, retry_s=0.05, check_s=0.05))
+
+
 async def stopped(ctx: WorkerContext, task: asyncio.Task[None]) -> None:
     ctx.stopping.set()
     await asyncio.wait_for(task, 10)
@@ -63,9 +68,9 @@ async def test_one_leader_at_a_time_and_a_standby_takes_over_when_it_stops(datab
     Terms.holding = Terms.most_at_once = 0
     first, second = Terms(), Terms()
     a, b = contender(database_url, "a"), contender(database_url, "b")
-    task_a = asyncio.create_task(lead(a, "t-handover", first.body, retry_s=0.05, check_s=0.05))
+    task_a = campaign(a, "t-handover", first)
     await asyncio.wait_for(first.elected.wait(), 10)
-    task_b = asyncio.create_task(lead(b, "t-handover", second.body, retry_s=0.05, check_s=0.05))
+    task_b = campaign(b, "t-handover", second)
     try:
         await asyncio.sleep(0.5)  # ten retries of the standby
         assert not second.elected.is_set()
@@ -83,8 +88,8 @@ async def test_roles_are_independent(database_url) -> None:
     monitor, other = Terms(), Terms()
     a, b = contender(database_url, "a"), contender(database_url, "b")
     tasks = [
-        asyncio.create_task(lead(a, "t-role-1", monitor.body, retry_s=0.05, check_s=0.05)),
-        asyncio.create_task(lead(b, "t-role-2", other.body, retry_s=0.05, check_s=0.05)),
+        campaign(a, "t-role-1", monitor),
+        campaign(b, "t-role-2", other),
     ]
     try:
         await asyncio.wait_for(asyncio.gather(monitor.elected.wait(), other.elected.wait()), 10)
@@ -96,7 +101,7 @@ async def test_roles_are_independent(database_url) -> None:
 async def test_leader_steps_down_when_its_lock_session_is_lost_and_is_elected_again(database_url, pool) -> None:
     terms = Terms()
     ctx = contender(database_url, "a")
-    task = asyncio.create_task(lead(ctx, "t-lost", terms.body, retry_s=0.05, check_s=0.05))
+    task = campaign(ctx, "t-lost", terms)
     try:
         await asyncio.wait_for(terms.elected.wait(), 10)
         first_stop = terms.stop
@@ -144,7 +149,7 @@ async def test_a_sigkilled_leader_is_replaced(database_url) -> None:
     try:
         assert child.stdout is not None
         assert (await asyncio.wait_for(child.stdout.readline(), 30)).strip() == b"leader"
-        task = asyncio.create_task(lead(ctx, "t-kill", standby.body, retry_s=0.05, check_s=0.05))
+        task = campaign(ctx, "t-kill", standby)
         await asyncio.sleep(0.5)
         assert not standby.elected.is_set()
 
@@ -164,7 +169,7 @@ async def test_a_sigkilled_leader_is_replaced(database_url) -> None:
 async def test_an_unreachable_database_is_retried_not_fatal() -> None:
     terms = Terms()
     ctx = contender("postgresql://postgres@127.0.0.1:1/nothing", "a")
-    task = asyncio.create_task(lead(ctx, "t-away", terms.body, retry_s=0.05, check_s=0.05))
+    task = campaign(ctx, "t-away", terms)
     await asyncio.sleep(0.3)
     assert not task.done() and not terms.elected.is_set()
     await stopped(ctx, task)
@@ -174,7 +179,7 @@ async def test_no_other_session_can_take_a_held_lock(database_url, pool) -> None
     # Neither a pooled connection nor a fresh one (another worker) gets the lock while its holder lives.
     terms = Terms()
     ctx = contender(database_url, "a")
-    task = asyncio.create_task(lead(ctx, "t-session", terms.body, retry_s=0.05, check_s=0.05))
+    task = campaign(ctx, "t-session", terms)
     try:
         await asyncio.wait_for(terms.elected.wait(), 10)
         async with pool.acquire() as conn:
