@@ -7,13 +7,15 @@ Runs the real intake in this process (``signal_intake_service``: LISTEN wake-up,
 path with its lock order and ledger writes, replay market with the simulated quoter) against a fresh database
 on ``--admin-url``, and prints each figure next to its floor measured in the same run:
 
-* **signal-to-fill latency, 1 agent**: from the signal's INSERT committing to the buy's ``trade`` event
-  arriving (NOTIFY after the fill's commit), p50/p99. Floor: the same NOTIFY round trip around one bare
-  asyncpg transaction writing the same rows (transaction, two balances, position, execution row). Engine and
-  floor samples alternate.
-* **fan-out, 1 signal → N agents**: from the signal's INSERT to ``processed_at`` being set (every agent has
-  its row). Floor: N bare transactions writing the same rows, on the same number of connections. ``--rounds``
-  rounds (fresh agents each), engine and floor alternating which goes first; the median ratio is reported.
+* **signal-to-fill latency, 1 agent**: from the signal's INSERT having committed (its statement returned:
+  where the API answers 201, "accepted") to the buy's ``trade`` event arriving (NOTIFY after the fill's
+  commit), p50/p99. Floor: the same NOTIFY round trip around one bare asyncpg transaction writing the same
+  rows (transaction, two balances, position, execution row), also timed after its signal row is stored.
+  Engine and floor samples alternate.
+* **fan-out, 1 signal → N agents**: from sending the signal's INSERT to ``processed_at`` being set (every
+  agent has its row), on ``--concurrency`` lanes (default: the worker's own ``WORKER_CONCURRENCY`` default).
+  Floor: N bare transactions writing the same rows, on the same number of connections. ``--rounds`` rounds
+  (fresh agents each), engine and floor alternating which goes first; the median ratio is reported.
 
 Alternating matters on a shared machine: its load drifts within a run, and two phases measured one after the
 other can differ by more than the engine's overhead.
@@ -42,7 +44,7 @@ from uvloop import new_event_loop
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from app.config import load_settings  # noqa: E402
+from app.config import Settings, load_settings  # noqa: E402
 from app.db import create_pool  # noqa: E402
 from app.db.migrate import apply_migrations  # noqa: E402
 from app.market.replay import ReplayMarket, SimulatedQuoter, sample_mint  # noqa: E402
@@ -382,11 +384,13 @@ async def run(args: argparse.Namespace) -> None:
         async with FloorLatency(pool, url, market.mints[0]) as floor_probe:
             for i, ((user, _), row) in enumerate(zip(singles, floor_rows, strict=True)):
                 event = asyncio.Event()
-                start = time.perf_counter()
                 signal_id = await pool.fetchval(
                     "INSERT INTO trading_signals (token_address, symbol, signal_type, signal_strength, user_id) "
                     "VALUES ($1, 'B', 'bench', 3, $2) RETURNING id", market.mints[i], user,
                 )  # fmt: skip
+                # Accepted = the INSERT has committed and returned (the API answers 201 here); the floor's
+                # sample likewise starts after its signal row is stored.
+                start = time.perf_counter()
                 waiting[signal_id] = event
                 if signal_id in fills:
                     event.set()
@@ -421,7 +425,8 @@ def main() -> None:
     parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
     parser.add_argument("--signals", type=int, default=200, help="latency samples (one agent each)")
     parser.add_argument("--agents", type=int, default=1000, help="agents of the fan-out signal")
-    parser.add_argument("--concurrency", type=int, default=4, help="WORKER_CONCURRENCY (fan-out lanes)")
+    parser.add_argument("--concurrency", type=int, default=Settings().worker_concurrency,
+                        help="WORKER_CONCURRENCY (fan-out lanes); default: the worker's own default")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3,
                         help="fan-out rounds, engine and floor alternating (the median ratio is reported)")  # fmt: skip
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
