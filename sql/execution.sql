@@ -5,9 +5,11 @@
 
 -- name: exec_buy_snapshot
 -- $1 agent_id, $2 wallet_address (NULL = the agent's wallet of its trading mode), $3 token, $4 SOL mint
-SELECT a.id AS agent_id, a.user_id, a.trading_mode, a.trading_config,
+SELECT a.id AS agent_id, a.user_id, a.trading_mode, a.trading_config, a.xmin::text AS agent_version,
        w.wallet_address, w.wallet_type,
-       sb.balance AS sol_balance,
+       sb.balance AS sol_balance, sb.token_symbol AS sol_symbol,
+       EXISTS (SELECT 1 FROM agent_balances tb WHERE tb.wallet_address = w.wallet_address AND tb.token_address = $3)
+           AS token_balance_exists,
        EXISTS (SELECT 1 FROM agent_positions p
                WHERE p.agent_id = a.id AND p.wallet_address = w.wallet_address AND p.token_address = $3)
            AS position_exists,
@@ -55,21 +57,44 @@ WHERE a.id = $1;
 -- name: exec_record_buy
 -- Every row of a buy in one statement: the SWAP row, both balances, the signal's success row (when $24 is
 -- set; a second one violates the unique key and aborts everything) and the position, returned whole.
-WITH tx AS (
+-- $31..$34 (a simulation buy, whose fill has no effect outside this database): the caller holds only the
+-- agent lock, so the statement locks the wallet's balance rows itself (token order, as exec_lock_balances)
+-- and writes nothing, returning no row, unless the plan still holds: the SOL balance is still the text $31
+-- it was sized on, no balance of the token exists, the agent row is the version planned on ($32, its xmin:
+-- same mode and config), the wallet is still the agent's of type $33, and fewer than $34 positions are open.
+-- With $31 NULL the caller has locked and re-checked all of that already (exec_buy_locked_state).
+WITH locked AS (
+    SELECT token_address, balance
+    FROM agent_balances
+    WHERE $31::text IS NOT NULL AND wallet_address = $3 AND token_address = ANY($21::varchar[])
+    ORDER BY token_address
+    FOR UPDATE),
+plan_holds AS (
+    SELECT $31::text IS NULL
+        OR (    (SELECT balance FROM locked WHERE token_address = 'So11111111111111111111111111111111111111112')
+                    = $31::text
+            AND NOT EXISTS (SELECT 1 FROM locked WHERE token_address = $9)
+            AND (SELECT xmin::text FROM agents WHERE id = $2) = $32::text
+            AND EXISTS (SELECT 1 FROM agent_wallets
+                        WHERE wallet_address = $3 AND agent_id = $2 AND wallet_type = $33::varchar)
+            AND (SELECT count(*) FROM agent_positions WHERE agent_id = $2) < $34::int) AS ok),
+tx AS (
     INSERT INTO agent_transactions (
         id, agent_id, wallet_address, transaction_type, transaction_value_usd, transaction_time, signal_id, fees,
         routes, input_mint, input_symbol, input_amount, input_price, output_mint, output_symbol, output_amount,
         output_price, slippage, price_impact, transaction_hash, swap_payload, protocol_fee_sol, network_fee_sol,
         position_id, sol_usd_price)
-    VALUES ($1, $2, $3, 'SWAP', $4, clock_timestamp(), $5, $6,
-            $7, 'So11111111111111111111111111111111111111112', 'SOL', $8, 1, $9, $10, $11,
-            $12, $13, $14, $15, $16, $17, $18,
-            $19, $20)
+    SELECT $1, $2, $3, 'SWAP', $4, clock_timestamp(), $5, $6,
+           $7, 'So11111111111111111111111111111111111111112', 'SOL', $8, 1, $9, $10, $11,
+           $12, $13, $14, $15, $16, $17, $18,
+           $19, $20
+    WHERE (SELECT ok FROM plan_holds)
     RETURNING id),
 balances AS (
     INSERT INTO agent_balances (agent_id, wallet_address, token_address, token_symbol, balance, last_updated)
     SELECT $2, $3, t.token, t.symbol, t.balance, clock_timestamp()
     FROM unnest($21::varchar[], $22::varchar[], $23::text[]) AS t(token, symbol, balance)
+    WHERE (SELECT ok FROM plan_holds)
     ON CONFLICT (wallet_address, token_address)
     DO UPDATE SET balance = EXCLUDED.balance, last_updated = EXCLUDED.last_updated),
 execution AS (

@@ -23,8 +23,11 @@ SELECT c.id AS signal_id, c.token_address AS signal_token_address, c.symbol AS s
 FROM claimed c
 LEFT JOIN LATERAL (
     SELECT a.id, a.user_id, a.trading_mode, a.automated_trading_simulation, a.automated_trading_live,
-           a.trading_config, w.wallet_address, w.wallet_type,
-           sb.balance AS sol_balance,
+           a.trading_config, a.xmin::text AS agent_version, w.wallet_address, w.wallet_type,
+           sb.balance AS sol_balance, sb.token_symbol AS sol_symbol,
+           EXISTS (SELECT 1 FROM agent_balances tb
+                   WHERE tb.wallet_address = w.wallet_address AND tb.token_address = btrim(c.token_address))
+               AS token_balance_exists,
            EXISTS (SELECT 1 FROM agent_positions p
                    WHERE p.agent_id = a.id AND p.wallet_address = w.wallet_address
                      AND p.token_address = btrim(c.token_address))
@@ -52,8 +55,10 @@ RETURNING attempts;
 -- with the unlocked snapshot its buy is planned on (the columns of exec_buy_snapshot for the wallet of its
 -- trading mode): one query for the whole fan-out instead of one per agent. The buy re-checks it under its locks.
 SELECT a.id, a.user_id, a.trading_mode, a.automated_trading_simulation, a.automated_trading_live, a.trading_config,
-       w.wallet_address, w.wallet_type,
-       sb.balance AS sol_balance,
+       a.xmin::text AS agent_version, w.wallet_address, w.wallet_type,
+       sb.balance AS sol_balance, sb.token_symbol AS sol_symbol,
+       EXISTS (SELECT 1 FROM agent_balances tb WHERE tb.wallet_address = w.wallet_address AND tb.token_address = $3)
+           AS token_balance_exists,
        EXISTS (SELECT 1 FROM agent_positions p
                WHERE p.agent_id = a.id AND p.wallet_address = w.wallet_address AND p.token_address = $3)
            AS position_exists,

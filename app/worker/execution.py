@@ -154,8 +154,9 @@ class AlreadyExecuted(TradeError):
         super().__init__("SIGNAL_ALREADY_EXECUTED", f"Signal {signal_id} was already executed for agent {agent_id}")
 
 
-class _Stale(Exception):
-    """What the plan assumed no longer holds under the locks: plan again."""
+class StalePlan(Exception):
+    """What the plan assumed no longer holds under the locks: plan again (the trade functions do, at most
+    ``STALE_RETRIES`` times; nothing was written)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -611,11 +612,11 @@ async def _measured(kind: str, trade: Awaitable[R]) -> R:
 
 async def _until_stable(attempt: Callable[[], Awaitable[R]], gave_up: str) -> R:
     """Plan and run a trade again while its locked re-checks find that the world moved since the plan
-    (:class:`_Stale`), at most :data:`STALE_RETRIES` times."""
+    (:class:`StalePlan`), at most :data:`STALE_RETRIES` times."""
     for _ in range(STALE_RETRIES):
         try:
             return await attempt()
-        except _Stale:
+        except StalePlan:
             continue
     raise TradeError("CONCURRENT_MODIFICATION", gave_up)
 
@@ -702,6 +703,26 @@ class BuySnapshot(msgspec.Struct, frozen=True, kw_only=True):
     sol_balance: str | None
     position_exists: bool
     open_positions: int
+    # The agent row's version (xmin) and what a simulation buy's record statement re-checks under its locks.
+    agent_version: str | None = None
+    sol_symbol: str | None = None
+    token_balance_exists: bool = True
+
+
+class BuyChecks(msgspec.Struct, frozen=True, kw_only=True):
+    """What a simulation buy was planned on, for ``exec_record_buy`` to lock and re-check itself: its fill
+    has no effect outside the database, so checking and writing can be one statement (one round trip fewer
+    than a live buy, which must re-check under the locks *before* it sends its swap)."""
+
+    sol_balance: str  # the SOL balance's text as the snapshot read it (compared exactly)
+    sol_symbol: str
+    agent_version: str  # the agents row's xmin: any change to the agent (mode, config) is a new version
+    wallet_type: str
+    max_open_positions: int
+
+    def balances(self) -> dict[str, tuple[str, Decimal]]:
+        """The balances the statement will find under its locks if the plan holds (no token balance)."""
+        return {SOL_MINT: (self.sol_symbol, parse_balance(self.sol_balance))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -716,6 +737,7 @@ class _BuyPlan:
     debit: Decimal
     decimals: int
     prefetched: bool  # planned on a snapshot the caller read earlier (possibly long before the locks)
+    checks: BuyChecks | None  # set when the record statement re-checks the plan itself (simulation)
 
 
 async def execute_buy(
@@ -861,6 +883,28 @@ async def _plan_buy(
         debit=debit,
         decimals=decimals,
         prefetched=prefetched is not None,
+        checks=_checks_in_statement(ctx, snap) if prefetched is not None else None,
+    )
+
+
+def _checks_in_statement(ctx: ExecutionContext, snap: BuySnapshot) -> BuyChecks | None:
+    """The re-checks ``exec_record_buy`` can make itself, for a buy planned on a snapshot read earlier (the
+    intake's: it must find the SOL balance unchanged, so the statement can compare it exactly) whose executor
+    fills at the quote without touching anything outside the database. None when they must be made under the
+    locks before the swap (a live wallet), or the snapshot lacks what they compare: the locked re-read is
+    used then. A buy that reads its own snapshot just before (a manual trade, a re-plan) also takes that
+    path, which accepts a balance that moved meanwhile as long as the reserve still holds."""
+    if not isinstance(ctx.executor_for(snap.wallet_type), SimulationExecutor):
+        return None
+    if snap.agent_version is None or snap.token_balance_exists or snap.sol_balance is None:
+        return None
+    assert snap.wallet_type is not None
+    return BuyChecks(
+        sol_balance=snap.sol_balance,
+        sol_symbol=snap.sol_symbol or "SOL",
+        agent_version=snap.agent_version,
+        wallet_type=snap.wallet_type,
+        max_open_positions=ctx.max_open_positions,
     )
 
 
@@ -995,26 +1039,31 @@ async def _commit_buy(
     try:
         if not await trade.begin():
             raise TradeError("AGENT_NOT_FOUND", "Agent not found")
-        state = await Q.exec_buy_locked_state.fetch_one(
-            conn, agent_id, plan.wallet, sorted((SOL_MINT, token_address)), token_address, execution_signal
-        )
-        assert state is not None
-        if state["already_executed"]:
-            assert signal_execution is not None
-            raise AlreadyExecuted(signal_execution[0], agent_id)
-        locked = _balances_of(state)
-        sol_now = locked[SOL_MINT][1] if SOL_MINT in locked else ZERO
-        if (
-            state["trading_mode"] != plan.trading_mode
-            or state["trading_config"] != plan.raw_config
-            or state["wallet_type"] != plan.wallet_type
-            or state["position_exists"]
-            or state["open_positions"] >= ctx.max_open_positions
-            or sol_now - plan.debit < reserve
-            # A plan made on an earlier snapshot is kept only if it was sized on the balance now locked.
-            or (plan.prefetched and sol_now != plan.balance)
-        ):
-            raise _Stale
+        if plan.checks is not None:
+            # Simulation: the record statement locks the balances and re-checks the plan itself (StalePlan if it
+            # no longer holds); a second execution row or position violates a unique key, as below.
+            locked = plan.checks.balances()
+        else:
+            state = await Q.exec_buy_locked_state.fetch_one(
+                conn, agent_id, plan.wallet, sorted((SOL_MINT, token_address)), token_address, execution_signal
+            )
+            assert state is not None
+            if state["already_executed"]:
+                assert signal_execution is not None
+                raise AlreadyExecuted(signal_execution[0], agent_id)
+            locked = _balances_of(state)
+            sol_now = locked[SOL_MINT][1] if SOL_MINT in locked else ZERO
+            if (
+                state["trading_mode"] != plan.trading_mode
+                or state["trading_config"] != plan.raw_config
+                or state["wallet_type"] != plan.wallet_type
+                or state["position_exists"]
+                or state["open_positions"] >= ctx.max_open_positions
+                or sol_now - plan.debit < reserve
+                # A plan made on an earlier snapshot is kept only if it was sized on the balance now locked.
+                or (plan.prefetched and sol_now != plan.balance)
+            ):
+                raise StalePlan
         fill = await _execute(
             executor,
             plan.quote,
@@ -1050,6 +1099,7 @@ async def _commit_buy(
             locked_balances=locked,
             executor=executor,
             events=trade.events,
+            checks=plan.checks,
         )
         if in_transaction is not None:
             await in_transaction(conn, result)
@@ -1060,7 +1110,7 @@ async def _commit_buy(
         if signal_execution and exc.constraint_name == "signal_executions_signal_id_agent_id_key":
             raise AlreadyExecuted(signal_execution[0], agent_id) from exc
         if exc.constraint_name == "agent_positions_agent_wallet_token_key":
-            raise _Stale from exc
+            raise StalePlan from exc
         raise
     except BaseException:
         await trade.rollback()
@@ -1089,14 +1139,17 @@ async def record_buy_fill(
     locked_balances: Mapping[str, tuple[str, Decimal]] | None = None,
     executor: SwapExecutor | None = None,
     events: list[str] | None = None,
+    checks: BuyChecks | None = None,
 ) -> BuyResult:
     """Write a buy fill: SWAP row, SOL debit + token credit, position insert, execution row (one statement),
     then the events.
 
     The caller holds the agent lock (``Q.exec_lock_agent``) in ``conn``'s transaction; the balance rows
-    are locked here unless ``locked_balances`` says they already are. Crash-recovery settlement calls
-    this with a fill it found on chain. Events are published now, or appended to ``events`` (encoded
-    NOTIFY payloads) for the caller to send with its COMMIT.
+    are locked here unless ``locked_balances`` says they already are, or ``checks`` says the statement is to
+    lock them and re-check the plan itself (``locked_balances`` is then what the plan expects; raises
+    :class:`StalePlan`, nothing written, when it no longer holds). Crash-recovery settlement calls this with a
+    fill it found on chain. Events are published now, or appended to ``events`` (encoded NOTIFY payloads)
+    for the caller to send with its COMMIT.
     """
     symbol = clean_symbol(token_symbol)
     plan = plan_buy(cfg, _bought(fill, token_decimals, sol_usd))
@@ -1144,8 +1197,14 @@ async def record_buy_fill(
         plan.lowest_price,
         stop.current_stop_loss_percentage if stop else None,
         stop.peak_price if stop else None,
+        checks.sol_balance if checks else None,
+        checks.agent_version if checks else None,
+        checks.wallet_type if checks else None,
+        checks.max_open_positions if checks else None,
     )
-    assert position is not None
+    if position is None:
+        assert checks is not None, "exec_record_buy wrote nothing without checks to fail"
+        raise StalePlan
     messages = [
         (
             "position_created",
@@ -1274,7 +1333,7 @@ class _PositionSwap:
     intent: dict[str, Any]  # what the executor journals beside a live swap (settlement reads it back)
     record: Callable[..., Awaitable[Any]]  # the kind's record_*_fill, its own arguments bound
     # Under the locks, after the position's own checks: "changed" ends the operation without a trade,
-    # _Stale plans it again, a TradeError refuses it.
+    # StalePlan plans it again, a TradeError refuses it.
     confirm: Callable[[LockedBalances], Outcome | None] | None = None
 
 
@@ -1322,7 +1381,7 @@ async def _swap_on_position(
             if moved(position):
                 return untraded("changed")
             if position["updated_at"] != snap["updated_at"]:
-                raise _Stale
+                raise StalePlan
             outcome = swap.confirm(locked) if swap.confirm is not None else None
             if outcome is not None:
                 return untraded(outcome)
@@ -1573,7 +1632,7 @@ async def _full_sale(
                 return None
             if expected_updated_at is not None:
                 return "changed"
-            raise _Stale
+            raise StalePlan
 
         return _PositionSwap(
             quote=quote,

@@ -95,6 +95,9 @@ class AgentRow(msgspec.Struct, frozen=True):
     sol_balance: str | None = None
     position_exists: bool = False
     open_positions: int = 0
+    agent_version: str | None = None
+    sol_symbol: str | None = None
+    token_balance_exists: bool = True
 
     def buy_snapshot(self) -> BuySnapshot:
         return BuySnapshot(
@@ -107,6 +110,9 @@ class AgentRow(msgspec.Struct, frozen=True):
             sol_balance=self.sol_balance,
             position_exists=self.position_exists,
             open_positions=self.open_positions,
+            agent_version=self.agent_version,
+            sol_symbol=self.sol_symbol,
+            token_balance_exists=self.token_balance_exists,
         )
 
 
