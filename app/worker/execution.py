@@ -883,11 +883,11 @@ async def _plan_buy(
         debit=debit,
         decimals=decimals,
         prefetched=prefetched is not None,
-        checks=_checks_in_statement(ctx, snap) if prefetched is not None else None,
+        checks=statement_checks(ctx, snap) if prefetched is not None else None,
     )
 
 
-def _checks_in_statement(ctx: ExecutionContext, snap: BuySnapshot) -> BuyChecks | None:
+def statement_checks(ctx: ExecutionContext, snap: BuySnapshot) -> BuyChecks | None:
     """The re-checks ``exec_record_buy`` can make itself, for a buy planned on a snapshot read earlier (the
     intake's: it must find the SOL balance unchanged, so the statement can compare it exactly) whose executor
     fills at the quote without touching anything outside the database. None when they must be made under the

@@ -13,7 +13,14 @@ from app.db import Q
 from app.trading.config import load_config
 from app.trading.errors import TradeError
 from app.trading.units import SOL_MINT, sol_to_lamports
-from app.worker.execution import BuyChecks, BuySnapshot, StalePlan, execute_buy, record_buy_fill
+from app.worker.execution import (
+    BuyChecks,
+    BuySnapshot,
+    StalePlan,
+    execute_buy,
+    record_buy_fill,
+    statement_checks,
+)
 from app.worker.executor import fill_at_quote
 from tests.factories import create_agent, create_user, deposit_sol
 from tests.worker.helpers import STEADY, execution_context, no_randomization, sol_balance, token_balance
@@ -70,15 +77,9 @@ async def funded_wallet(pool, amount: str = "6"):
 
 
 def checks_of(snap: BuySnapshot, ctx) -> BuyChecks:
-    assert snap.agent_version is not None and snap.sol_balance is not None and snap.wallet_type is not None
-    assert not snap.token_balance_exists
-    return BuyChecks(
-        sol_balance=snap.sol_balance,
-        sol_symbol=snap.sol_symbol or "SOL",
-        agent_version=snap.agent_version,
-        wallet_type=snap.wallet_type,
-        max_open_positions=ctx.max_open_positions,
-    )
+    checks = statement_checks(ctx, snap)
+    assert checks is not None, "a simulation buy on a snapshot is re-checked by its record statement"
+    return checks
 
 
 async def record_checked(pool, ctx, agent, wallet, checks: BuyChecks):
@@ -194,3 +195,11 @@ async def test_a_token_balance_that_appeared_after_the_snapshot_is_added_to_not_
     buy = await execute_buy(ctx, agent_id=agent, token_address=STEADY, snapshot=snap)
 
     assert await token_balance(pool, wallet, STEADY) == Decimal(5) + buy.output_amount
+
+
+async def test_a_live_buy_is_rechecked_under_the_locks_before_its_swap_not_by_its_record_statement(pool, settings):
+    ctx = execution_context(pool, settings, live_executor=object())  # any live executor: it is not called here
+    snap = msgspec.structs.replace(await snapshot_of(pool, (await funded_wallet(pool))[0]), wallet_type="live")
+
+    assert statement_checks(ctx, snap) is None
+    assert statement_checks(ctx, msgspec.structs.replace(snap, wallet_type="simulation")) is not None
