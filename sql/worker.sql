@@ -43,9 +43,13 @@ LEFT JOIN LATERAL (
 ORDER BY ag.id;
 
 -- name: worker_count_claim
--- Run outside the claim's transaction (autocommit), so a worker that dies mid-signal still counts.
+-- Run outside the claim's transaction (autocommit), so a worker that dies mid-signal still counts. Its commit
+-- does not wait for the WAL flush (synchronous_commit off for this statement's own transaction): the count
+-- is on every signal's latency path, a worker's death cannot lose it (the server holds it), and a server
+-- crash within the WAL writer's delay loses at most this one increment, so a poison signal is written off
+-- one attempt later. Trades keep synchronous commits.
 INSERT INTO signal_claims (signal_id, attempts, worker_id, claimed_at)
-VALUES ($1, 1, $2, now())
+SELECT $1, 1, $2, now() FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 ON CONFLICT (signal_id)
 DO UPDATE SET attempts = signal_claims.attempts + 1, worker_id = EXCLUDED.worker_id, claimed_at = now()
 RETURNING attempts;

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from app.audit import run_audit
-from app.db import create_pool
+from app.db import Q, create_pool
 from app.market.replay import write_jsonl
 from app.metrics import REGISTRY
 from app.worker.intake import drain_signals, signal_intake_service
@@ -175,6 +175,20 @@ async def test_two_workers_racing_on_one_queue_execute_each_pair_once(pool, sett
     )
     assert trades == len(pairs)
     assert await run_audit(pool) == []
+
+
+async def test_the_claim_count_commits_asynchronously_without_changing_its_connection(pool):
+    # The count is on every signal's latency path, so it does not wait for the WAL flush; the connection goes
+    # back to the pool, where trades must keep synchronous commits.
+    user = await create_user(pool)
+    signal_id = await insert_signal(pool, user)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        first = await Q.worker_count_claim.fetch_val(conn, signal_id, "w1")
+        second = await Q.worker_count_claim.fetch_val(conn, signal_id, "w2")
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    assert (first, second) == (1, 2)
+    assert await pool.fetchval("SELECT worker_id FROM signal_claims WHERE signal_id = $1", signal_id) == "w2"
 
 
 async def test_a_poison_signal_is_written_off_and_does_not_block_the_queue(pool, settings, ctx):
