@@ -11,7 +11,8 @@ on ``--admin-url``, and prints each figure next to its floor measured in the sam
   where the API answers 201, "accepted") to the buy's ``trade`` event arriving (NOTIFY after the fill's
   commit), p50/p99. Floor: the same NOTIFY round trip around one bare asyncpg transaction writing the same
   rows (transaction, two balances, position, execution row), also timed after its signal row is stored.
-  Engine and floor samples alternate.
+  Engine and floor samples alternate, after ``--warmup`` pairs left out of the percentiles (the first
+  signal of a fresh worker prepares its statements on each pooled connection: it is printed on its own).
 * **fan-out, 1 signal → N agents**: from sending the signal's INSERT to ``processed_at`` being set (every
   agent has its row), on ``--concurrency`` lanes (default: the worker's own ``WORKER_CONCURRENCY`` default).
   Floor: N bare transactions writing the same rows, on the same number of connections. ``--rounds`` rounds
@@ -354,7 +355,8 @@ async def run(args: argparse.Namespace) -> None:
     settings = load_settings({"APP_ENV": "test", "JWT_SECRET": "b" * 40, "SIM_RANDOM_SEED": "1",
                               "WORKER_CONCURRENCY": str(args.concurrency), "WORKER_SIGNAL_POLL_MS": "60000"})  # fmt: skip
     pool = await create_pool(url, min_size=2, max_size=args.concurrency + 4)
-    market = Market(tokens=max(args.signals, 4))
+    samples = args.warmup + args.signals
+    market = Market(tokens=max(samples, 4))
     execution: ExecutionContext = await build_execution_context(settings, pool, market)
     worker = WorkerContext(settings=settings, pool=pool, database_url=url, worker_id="bench")
     worker.components["execution"] = execution
@@ -373,10 +375,10 @@ async def run(args: argparse.Namespace) -> None:
     await listener.add_listener("nexgent_events", on_event)
     service = asyncio.create_task(signal_intake_service(worker))
     try:
-        print(f"database {name}; concurrency {args.concurrency}; {args.signals} latency samples; "
-              f"fan-out to {args.agents} agents, {args.rounds} rounds")  # fmt: skip
-        singles = await funded_agents(pool, args.signals, 1)
-        ((_, floor_agents),) = await funded_agents(pool, 1, args.signals)
+        print(f"database {name}; concurrency {args.concurrency}; {args.signals} latency samples after "
+              f"{args.warmup} warm-up ones; fan-out to {args.agents} agents, {args.rounds} rounds")  # fmt: skip
+        singles = await funded_agents(pool, samples, 1)
+        ((_, floor_agents),) = await funded_agents(pool, 1, samples)
         floor_rows = await wallets_of(pool, floor_agents)
         await asyncio.sleep(0.5)  # the intake's LISTEN is up
         # Engine and floor samples alternate, so a change in the machine's load between them hits both alike.
@@ -400,7 +402,12 @@ async def run(args: argparse.Namespace) -> None:
                 # work does not land inside the floor's sample.
                 await processed(pool, signal_id)
                 floor.append(await floor_probe.sample(*row))
+        warm, latencies = latencies[: args.warmup], latencies[args.warmup :]
+        floor = floor[args.warmup :]
         line("signal-to-fill latency, 1 agent", latencies, floor)
+        if warm:
+            print(f"warm-up (not counted above): first signal {warm[0] * 1000:.2f} ms, slowest of {len(warm)} "
+                  f"{max(warm) * 1000:.2f} ms (first-use costs: statements prepared per pooled connection, caches filled)")  # fmt: skip
 
         rounds: list[FanOutRound] = []
         for r in range(args.rounds):
@@ -424,6 +431,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
     parser.add_argument("--signals", type=int, default=200, help="latency samples (one agent each)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="latency samples run first and left out of the percentiles (engine and floor alike): "
+                             "a long-running worker pays its first-use costs once")  # fmt: skip
     parser.add_argument("--agents", type=int, default=1000, help="agents of the fan-out signal")
     parser.add_argument("--concurrency", type=int, default=Settings().worker_concurrency,
                         help="WORKER_CONCURRENCY (fan-out lanes); default: the worker's own default")  # fmt: skip
