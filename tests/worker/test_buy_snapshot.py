@@ -34,11 +34,15 @@ async def snapshot_of(pool, agent) -> BuySnapshot:
     return snap
 
 
-async def funded(pool, amount: str):
+async def funded_wallet(pool, amount: str = "6"):
     user = await create_user(pool)
     agent, wallet = await create_agent(pool, user, trading_config=no_randomization())
     await deposit_sol(pool, agent, wallet, amount)
-    return agent
+    return agent, wallet
+
+
+async def funded(pool, amount: str):
+    return (await funded_wallet(pool, amount))[0]
 
 
 async def test_a_buy_is_sized_on_the_locked_balance_not_on_an_older_snapshot(pool, settings):
@@ -69,11 +73,12 @@ async def test_a_position_missing_from_the_snapshot_is_found_under_the_locks(poo
 # --- the record statement's own re-checks (simulation) ---------------------------------------------------
 
 
-async def funded_wallet(pool, amount: str = "6"):
-    user = await create_user(pool)
-    agent, wallet = await create_agent(pool, user, trading_config=no_randomization())
-    await deposit_sol(pool, agent, wallet, amount)
-    return agent, wallet
+async def balances_text(pool, wallet) -> str:
+    return await pool.fetchval(
+        "SELECT string_agg(token_address || '=' || balance, ',' ORDER BY token_address) FROM agent_balances "
+        "WHERE wallet_address = $1",
+        wallet,
+    )
 
 
 def checks_of(snap: BuySnapshot, ctx) -> BuyChecks:
@@ -150,11 +155,7 @@ async def test_the_record_statement_writes_nothing_when_the_plan_no_longer_holds
     ctx = execution_context(pool, settings)
     agent, wallet = await funded_wallet(pool)
     checks = await change(pool, agent, wallet, checks_of(await snapshot_of(pool, agent), ctx))
-    before = await pool.fetchval(
-        "SELECT string_agg(token_address || '=' || balance, ',' ORDER BY token_address) FROM agent_balances "
-        "WHERE wallet_address = $1",
-        wallet,
-    )
+    before = await balances_text(pool, wallet)
 
     with pytest.raises(StalePlan):
         await record_checked(pool, ctx, agent, wallet, checks)
@@ -166,12 +167,7 @@ async def test_the_record_statement_writes_nothing_when_the_plan_no_longer_holds
         == 0
     )
     assert await pool.fetchval("SELECT count(*) FROM agent_positions WHERE agent_id = $1", agent) == 0
-    after = await pool.fetchval(
-        "SELECT string_agg(token_address || '=' || balance, ',' ORDER BY token_address) FROM agent_balances "
-        "WHERE wallet_address = $1",
-        wallet,
-    )
-    assert after == before
+    assert await balances_text(pool, wallet) == before
 
 
 async def test_a_config_changed_after_the_snapshot_is_bought_on_the_new_config(pool, settings):
