@@ -92,7 +92,11 @@ async def run_worker(
 ) -> bool:
     """Run the services until asked to stop; False when a service crashed or ended on its own (the process
     should then exit non-zero so a supervisor or restart policy starts a fresh one)."""
-    pool = await create_pool(database_url, min_size=1, max_size=max(4, settings.worker_concurrency + 2))
+    # Every connection stays open for the life of the process (min = max): above min_size asyncpg closes a
+    # connection idle for 5 minutes, and signals that far apart then each paid ~15 ms to reconnect their lanes
+    # and prepare their statements again.
+    size = max(4, settings.worker_concurrency + 2)
+    pool = await create_pool(database_url, min_size=size, max_size=size)
     ctx = WorkerContext(
         settings=settings,
         pool=pool,
