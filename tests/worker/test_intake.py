@@ -185,7 +185,12 @@ async def test_the_claim_count_commits_asynchronously_without_changing_its_conne
     async with pool.acquire() as conn:
         assert await conn.fetchval("SHOW synchronous_commit") == "on"
         first = await Q.worker_count_claim.fetch_val(conn, signal_id, "w1")
-        second = await Q.worker_count_claim.fetch_val(conn, signal_id, "w2")
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        # Inside a transaction the setting is visible until its commit: the statement's own commit is the one
+        # that does not wait.
+        async with conn.transaction():
+            second = await Q.worker_count_claim.fetch_val(conn, signal_id, "w2")
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
         assert await conn.fetchval("SHOW synchronous_commit") == "on"
     assert (first, second) == (1, 2)
     assert await pool.fetchval("SELECT worker_id FROM signal_claims WHERE signal_id = $1", signal_id) == "w2"
